@@ -1,0 +1,94 @@
+"""Tamper evidence for the audit log: every row carries the hash of the row before it.
+
+``hash = SHA-256(prev_hash || canonical JSON of the row's stored columns)``, hex-encoded. The
+sequence number is part of the hashed content, so editing, deleting, inserting or reordering any
+row breaks the link at that row and every later one; ``verify_chain`` reports the first break.
+
+What a chain cannot show on its own: removal of the *newest* rows (the remaining prefix is still a
+valid chain). Compare ``head()`` (seq and hash of the last row) against a copy kept elsewhere, e.g.
+the log line the writer emits at each flush, when that matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["GENESIS_HASH", "HASHED_COLUMNS", "ChainReport", "chain_hash", "verify_chain"]
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first row."""
+
+HASHED_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "ts",
+    "call_id",
+    "tool",
+    "user_id",
+    "session_id",
+    "roles",
+    "outcome",
+    "rule",
+    "error_code",
+    "approver",
+    "repairs",
+    "args_preview",
+    "args_sha256",
+    "duration_ms",
+    "result_size",
+    "isolation",
+    "sandbox_layers",
+)
+"""Every stored column except the two hash columns, in a fixed order."""
+
+
+def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
+    """The hash of ``row`` chained to ``prev_hash``; only ``HASHED_COLUMNS`` are covered."""
+    # A list in fixed order rather than a dict: no key sorting per row, and a column added
+    # later cannot silently change the hash of old rows.
+    payload = orjson.dumps([row[c] for c in HASHED_COLUMNS])
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + payload).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """Result of ``AuditLog.verify()``: ``ok``, rows checked, and the first broken row if any."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def verify_chain(rows: Iterable[Mapping[str, Any]]) -> ChainReport:
+    """Walk rows in ``seq`` order and report the first whose link or content does not match."""
+    prev = GENESIS_HASH
+    expected_seq: int | None = None
+    checked = 0
+    last_seq: int | None = None
+    for row in rows:
+        seq = int(row["seq"])
+        if expected_seq is not None and seq != expected_seq:
+            return ChainReport(
+                False, checked, seq, f"sequence gap: expected row {expected_seq}, found {seq}"
+            )
+        if row["prev_hash"] != prev:
+            return ChainReport(
+                False, checked, seq, "prev_hash does not match the previous row's hash"
+            )
+        if chain_hash(prev, row) != row["hash"]:
+            return ChainReport(False, checked, seq, "row content does not match its hash")
+        prev = row["hash"]
+        expected_seq = seq + 1
+        last_seq = seq
+        checked += 1
+    return ChainReport(True, checked, head_seq=last_seq, head_hash=prev if checked else None)

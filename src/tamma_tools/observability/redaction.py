@@ -1,0 +1,189 @@
+"""Redaction of secrets in argument previews stored by the audit log and spans.
+
+The audit log keeps a *preview* of each call's arguments so a reviewer can see what the model
+asked for, and a SHA-256 digest of the exact string so the preview can be matched against a copy
+kept elsewhere. Model output is attacker-influenced (DESIGN.md, threat model), so the preview is
+also capped in length and has control and bidirectional-override characters escaped: a log
+viewer must never be driven by what a model wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "DEFAULT_SECRET_KEYS",
+    "DEFAULT_VALUE_PATTERNS",
+    "REDACTED",
+    "RedactionConfig",
+    "Redactor",
+    "arguments_digest",
+    "escape_control",
+]
+
+REDACTED = "[REDACTED]"
+"""What replaces a secret in a preview."""
+
+DEFAULT_SECRET_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "secret",
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "private_key",
+    "client_secret",
+    "cookie",
+    "set-cookie",
+    "session_key",
+    "credential",
+)
+"""Key fragments: a JSON key *containing* one of these (case-insensitive) has its value hidden,
+so ``refresh_token``, ``X-Api-Key`` and ``db_password`` are all covered."""
+
+DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
+    # HTTP bearer / basic credentials wherever they appear in a string.
+    r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})",
+    # OpenAI-style keys (sk-..., sk-proj-...), Anthropic (sk-ant-...).
+    r"\bsk-[A-Za-z0-9_-]{16,}",
+    # GitHub tokens, Slack tokens, AWS access key ids, Google API keys.
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\bAIza[0-9A-Za-z_-]{35}",
+    # JSON Web Tokens.
+    r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    # PEM private-key blocks (RSA, EC, OPENSSH, ENCRYPTED, ...), also when cut short.
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+    # Credentials inside URLs: scheme://user:password@host.
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+)
+"""Value patterns replaced wherever they occur, whatever the key."""
+
+# Characters a terminal or log viewer interprets: C0/C1 controls, DEL, bidi overrides and
+# isolates (Trojan Source, CVE-2021-42574), line/paragraph separators, zero-width joiners.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def escape_control(text: str) -> str:
+    """Replace every control or bidi character with a visible ``\\uXXXX`` escape."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def arguments_digest(raw: str) -> str:
+    """SHA-256 (hex) of the arguments exactly as the model sent them (UTF-8, lone surrogates kept).
+
+    The digest is of the whole string, so it identifies a call's arguments without storing them;
+    it is not a safe way to store a short secret on its own (guessable values can be brute-forced).
+    """
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RedactionConfig:
+    """What counts as a secret and how long a preview may be."""
+
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    """Key fragments matched case-insensitively against every JSON key (any depth)."""
+    value_patterns: tuple[str, ...] = DEFAULT_VALUE_PATTERNS
+    """Regular expressions replaced by ``[REDACTED]`` in every string value and in non-JSON text."""
+    extra_keys: tuple[str, ...] = ()
+    """Added to ``secret_keys``; use this to extend the defaults rather than replace them."""
+    extra_patterns: tuple[str, ...] = ()
+    max_preview_chars: int = 512
+    """Longer previews are cut and end with ``…[+N chars]``."""
+
+    def __post_init__(self) -> None:
+        if self.max_preview_chars < 16:
+            raise ValueError("RedactionConfig.max_preview_chars must be >= 16")
+
+
+@dataclass
+class Redactor:
+    """Turns a raw ``arguments`` string into a safe preview. Thread-safe, no state per call."""
+
+    config: RedactionConfig = field(default_factory=RedactionConfig)
+
+    def __post_init__(self) -> None:
+        keys = tuple(k.lower() for k in (*self.config.secret_keys, *self.config.extra_keys) if k)
+        self._keys = keys
+        patterns = (*self.config.value_patterns, *self.config.extra_patterns)
+        self._values = re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
+        # One pass over the raw text decides whether any work is needed: most calls carry no
+        # secret and take this fast path (a regex search, no JSON parse).
+        key_alt = "|".join(re.escape(k) for k in keys) or r"(?!x)x"
+        self._any_key = re.compile(key_alt, re.IGNORECASE)
+        # For text that is not valid JSON: ``"password": "..."`` and ``password=...`` forms.
+        self._kv_text = re.compile(
+            r"""(?ix)
+            (["']?[\w.-]*(?:%s)[\w.-]*["']?\s*[:=]\s*)   # key and separator
+            ("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;&}]+)  # quoted or bare value
+            """
+            % key_alt
+        )
+
+    # --- public -----------------------------------------------------------------------------
+
+    def is_secret_key(self, key: str) -> bool:
+        low = key.lower()
+        return any(k in low for k in self._keys)
+
+    def redact_text(self, text: str) -> str:
+        """Hide value patterns and ``key: value`` secrets in free text (not capped, not escaped)."""
+        text = self._values.sub(REDACTED, text)
+        return self._kv_text.sub(lambda m: m.group(1) + REDACTED, text)
+
+    def redact_value(self, value: Any) -> Any:
+        """A copy of a parsed JSON value with secret keys' values and secret strings hidden."""
+        if isinstance(value, dict):
+            return {
+                k: (REDACTED if self.is_secret_key(str(k)) else self.redact_value(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.redact_value(v) for v in value]
+        if isinstance(value, str):
+            return self._values.sub(REDACTED, value)
+        return value
+
+    def preview(self, raw: str) -> str:
+        """The stored preview: secrets hidden, control characters escaped, length capped."""
+        if self._any_key.search(raw) is None and self._values.search(raw) is None:
+            text = raw
+        else:
+            text = self._redact_raw(raw)
+        return self.cap(escape_control(text))
+
+    def cap(self, text: str) -> str:
+        limit = self.config.max_preview_chars
+        if len(text) <= limit:
+            return text
+        keep = limit - 16
+        return f"{text[:keep]}…[+{len(text) - keep} chars]"
+
+    def redact_mapping(self, items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        """Redact a header-like mapping (``Authorization``, ``Cookie``, ...)."""
+        return {k: (REDACTED if self.is_secret_key(k) else self.redact_value(v)) for k, v in items}
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _redact_raw(self, raw: str) -> str:
+        try:
+            parsed = orjson.loads(raw)
+        except (orjson.JSONDecodeError, UnicodeEncodeError):
+            # Not JSON (truncated, repaired later, or hostile): redact as text.
+            return self.redact_text(raw)
+        if isinstance(parsed, str):
+            # A JSON string holding JSON (double-encoded arguments, seen from some servers).
+            return orjson.dumps(self._redact_raw(parsed)).decode()
+        return orjson.dumps(self.redact_value(parsed), option=orjson.OPT_NON_STR_KEYS).decode()
