@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +40,7 @@ from typing import IO, Any
 import orjson
 
 from tamma_tools.events import CallRecord
-from tamma_tools.observability.hashchain import ChainReport, chain_hash
+from tamma_tools.observability.hashchain import HASHED_COLUMNS, ChainReport, chain_hash
 from tamma_tools.observability.redaction import (
     RedactionConfig,
     Redactor,
@@ -56,30 +56,9 @@ log = logging.getLogger(__name__)
 _MAX_NAME_CHARS = 256
 """Tool names and call ids come from the model; longer ones are cut before they are stored."""
 
-COLUMNS: tuple[str, ...] = (
-    "seq",
-    "ts",
-    "call_id",
-    "tool",
-    "user_id",
-    "session_id",
-    "roles",
-    "outcome",
-    "rule",
-    "error_code",
-    "approver",
-    "repairs",
-    "args_preview",
-    "args_sha256",
-    "duration_ms",
-    "result_size",
-    "isolation",
-    "sandbox_layers",
-    "prev_hash",
-    "hash",
-)
-"""Stored columns. ``roles``, ``repairs`` and ``sandbox_layers`` are JSON arrays stored as text so
-the hashed bytes are exactly what the database holds."""
+COLUMNS: tuple[str, ...] = (*HASHED_COLUMNS, "prev_hash", "hash")
+"""Stored columns, in the order rows travel as lists. ``roles``, ``repairs`` and ``sandbox_layers``
+are JSON arrays stored as text so the hashed bytes are exactly what the database holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,29 +87,14 @@ class AuditEntry:
     hash: str
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AuditEntry:
+    def from_row(cls, row: Sequence[Any]) -> AuditEntry:
+        """From a stored row in ``COLUMNS`` order."""
         return cls(
-            seq=int(row["seq"]),
-            ts=float(row["ts"]),
-            call_id=row["call_id"],
-            tool=row["tool"],
-            user_id=row["user_id"],
-            session_id=row["session_id"],
-            roles=tuple(orjson.loads(row["roles"])),
-            outcome=row["outcome"],
-            rule=row["rule"],
-            error_code=row["error_code"],
-            approver=row["approver"],
-            repairs=tuple(orjson.loads(row["repairs"])),
-            args_preview=row["args_preview"],
-            args_sha256=row["args_sha256"],
-            duration_ms=float(row["duration_ms"]),
-            result_size=int(row["result_size"]),
-            isolation=row["isolation"],
-            sandbox_layers=tuple(orjson.loads(row["sandbox_layers"])),
-            prev_hash=row["prev_hash"],
-            hash=row["hash"],
-        )
+            int(row[0]), float(row[1]), row[2], row[3], row[4], row[5],
+            tuple(orjson.loads(row[6])), row[7], row[8], row[9], row[10],
+            tuple(orjson.loads(row[11])), row[12], row[13], float(row[14]), int(row[15]),
+            row[16], tuple(orjson.loads(row[17])), row[18], row[19],
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,14 +186,15 @@ class AuditLog(abc.ABC):
     # --- backend hooks ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _append(self, rows: list[dict[str, Any]]) -> None:
+    def _append(self, rows: list[list[Any]]) -> None:
         """Assign ``seq``, ``prev_hash`` and ``hash`` and insert ``rows`` in one transaction that
         serialises with every other writer of the same log (so the chain stays one chain)."""
 
     @abc.abstractmethod
     def _select(
         self, flt: AuditFilter, limit: int | None, descending: bool
-    ) -> Iterator[dict[str, Any]]: ...
+    ) -> Iterator[Sequence[Any]]:
+        """Stored rows in ``COLUMNS`` order."""
 
     @abc.abstractmethod
     def _summary(self, flt: AuditFilter) -> dict[str, int]: ...
@@ -296,7 +261,7 @@ class AuditLog(abc.ABC):
                 return
 
     def _write_batch(self, records: list[CallRecord], *, final: bool) -> None:
-        rows: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
         for record in records:
             try:
                 rows.append(self.to_row(record))
@@ -322,46 +287,51 @@ class AuditLog(abc.ABC):
                 time.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay_s)
 
-    def _spill(self, rows: list[dict[str, Any]], exc: Exception) -> None:
+    def _spill(self, rows: list[list[Any]], exc: Exception) -> None:
         log.error(
             "audit: %d rows could not be written (%s); they follow as JSON", len(rows), exc
         )
         for row in rows:
-            log.error("audit row %s", orjson.dumps(row).decode(), extra={"audit_row": row})
+            fields = dict(zip(COLUMNS, row, strict=True))
+            log.error("audit row %s", orjson.dumps(fields).decode(), extra={"audit_row": fields})
 
-    def to_row(self, record: CallRecord) -> dict[str, Any]:
-        """The stored columns of one record (without ``seq``/``prev_hash``/``hash``)."""
+    def to_row(self, record: CallRecord) -> list[Any]:
+        """The stored columns of one record in ``COLUMNS`` order; ``seq``, ``prev_hash`` and
+        ``hash`` are filled by ``chain`` inside the writing transaction."""
         ctx: CallerContext = record.context
         raw = record.arguments if isinstance(record.arguments, str) else str(record.arguments)
-        return {
-            "ts": float(record.timestamp),
-            "call_id": _clean(record.call_id),
-            "tool": _clean(record.tool),
-            "user_id": _clean(ctx.user_id),
-            "session_id": None if ctx.session_id is None else _clean(ctx.session_id),
-            "roles": orjson.dumps(sorted(ctx.roles)).decode(),
-            "outcome": str(record.outcome),
-            "rule": record.rule,
-            "error_code": record.error_code,
-            "approver": record.approver,
-            "repairs": orjson.dumps(list(record.repairs)).decode(),
-            "args_preview": self.redactor.preview(raw),
-            "args_sha256": arguments_digest(raw),
-            "duration_ms": float(record.duration_ms),
-            "result_size": int(record.result_size),
-            "isolation": str(record.isolation),
-            "sandbox_layers": orjson.dumps(list(record.sandbox_layers)).decode(),
-        }
+        return [
+            0,
+            float(record.timestamp),
+            _clean(record.call_id),
+            _clean(record.tool),
+            _clean(ctx.user_id),
+            None if ctx.session_id is None else _clean(ctx.session_id),
+            orjson.dumps(sorted(ctx.roles)).decode() if ctx.roles else "[]",
+            str(record.outcome),
+            record.rule,
+            record.error_code,
+            record.approver,
+            orjson.dumps(list(record.repairs)).decode() if record.repairs else "[]",
+            self.redactor.preview(raw),
+            arguments_digest(raw),
+            float(record.duration_ms),
+            int(record.result_size),
+            str(record.isolation),
+            orjson.dumps(list(record.sandbox_layers)).decode() if record.sandbox_layers else "[]",
+            "",
+            "",
+        ]
 
     @staticmethod
-    def chain(rows: list[dict[str, Any]], last_seq: int, last_hash: str) -> None:
+    def chain(rows: list[list[Any]], last_seq: int, last_hash: str) -> None:
         """Fill ``seq``, ``prev_hash`` and ``hash`` of ``rows`` after the row (last_seq, last_hash)."""
         seq, prev = last_seq, last_hash
         for row in rows:
             seq += 1
-            row["seq"] = seq
-            row["prev_hash"] = prev
-            prev = row["hash"] = chain_hash(prev, row)
+            row[0] = seq
+            row[18] = prev
+            prev = row[19] = chain_hash(prev, row)
 
     # --- lifecycle --------------------------------------------------------------------------
 

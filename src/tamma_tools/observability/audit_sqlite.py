@@ -13,7 +13,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +57,7 @@ CREATE INDEX IF NOT EXISTS audit_user_ts ON audit (user_id, ts);
 
 _INSERT = (
     f"INSERT INTO audit ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 
 
@@ -108,7 +108,6 @@ class SQLiteAuditLog(AuditLog):
         conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
         if conn is None:
             conn = self._connect()
-            conn.row_factory = sqlite3.Row
             self._readers.conn = conn
             with self._readers_lock:
                 self._reader_conns.append(conn)
@@ -116,7 +115,7 @@ class SQLiteAuditLog(AuditLog):
 
     # --- backend hooks ----------------------------------------------------------------------
 
-    def _append(self, rows: list[dict[str, Any]]) -> None:
+    def _append(self, rows: list[list[Any]]) -> None:
         if self._writer is None:
             self._writer = self._connect()
         conn = self._writer
@@ -133,7 +132,7 @@ class SQLiteAuditLog(AuditLog):
 
     def _select(
         self, flt: AuditFilter, limit: int | None, descending: bool
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Sequence[Any]]:
         where, params = flt.where("?")
         sql = f"SELECT {', '.join(COLUMNS)} FROM audit{where} ORDER BY seq"
         if descending:
@@ -144,8 +143,7 @@ class SQLiteAuditLog(AuditLog):
         cursor = self._reader().execute(sql, params)
         try:
             while batch := cursor.fetchmany(1000):
-                for row in batch:
-                    yield dict(zip(COLUMNS, row, strict=True))
+                yield from batch
         finally:
             cursor.close()
 

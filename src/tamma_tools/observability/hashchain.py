@@ -12,7 +12,7 @@ the log line the writer emits at each flush, when that matters.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,14 +43,18 @@ HASHED_COLUMNS: tuple[str, ...] = (
     "isolation",
     "sandbox_layers",
 )
-"""Every stored column except the two hash columns, in a fixed order."""
+"""Every stored column except the two hash columns, in a fixed order; a stored row is these
+followed by ``prev_hash`` and ``hash``."""
+_N_HASHED = len(HASHED_COLUMNS)
+_PREV, _HASH = _N_HASHED, _N_HASHED + 1
 
 
-def chain_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
-    """The hash of ``row`` chained to ``prev_hash``; only ``HASHED_COLUMNS`` are covered."""
+def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
+    """The hash of a row chained to ``prev_hash``; ``values`` are the ``HASHED_COLUMNS`` in order
+    (a stored row's first 18 columns)."""
     # A list in fixed order rather than a dict: no key sorting per row, and a column added
     # later cannot silently change the hash of old rows.
-    payload = orjson.dumps([row[c] for c in HASHED_COLUMNS])
+    payload = orjson.dumps(list(values[:_N_HASHED]))
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + payload).hexdigest()
 
 
@@ -69,25 +73,26 @@ class ChainReport:
         return self.ok
 
 
-def verify_chain(rows: Iterable[Mapping[str, Any]]) -> ChainReport:
-    """Walk rows in ``seq`` order and report the first whose link or content does not match."""
+def verify_chain(rows: Iterable[Sequence[Any]]) -> ChainReport:
+    """Walk stored rows (column order: ``HASHED_COLUMNS``, ``prev_hash``, ``hash``) in ``seq``
+    order and report the first whose link or content does not match."""
     prev = GENESIS_HASH
     expected_seq: int | None = None
     checked = 0
     last_seq: int | None = None
     for row in rows:
-        seq = int(row["seq"])
+        seq = int(row[0])
         if expected_seq is not None and seq != expected_seq:
             return ChainReport(
                 False, checked, seq, f"sequence gap: expected row {expected_seq}, found {seq}"
             )
-        if row["prev_hash"] != prev:
+        if row[_PREV] != prev:
             return ChainReport(
                 False, checked, seq, "prev_hash does not match the previous row's hash"
             )
-        if chain_hash(prev, row) != row["hash"]:
+        if chain_hash(prev, row) != row[_HASH]:
             return ChainReport(False, checked, seq, "row content does not match its hash")
-        prev = row["hash"]
+        prev = row[_HASH]
         expected_seq = seq + 1
         last_seq = seq
         checked += 1

@@ -51,23 +51,31 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 """Key fragments: a JSON key *containing* one of these (case-insensitive) has its value hidden,
 so ``refresh_token``, ``X-Api-Key`` and ``db_password`` are all covered."""
 
-DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
+_DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # (pattern, literal triggers): the pattern only runs when the lower-cased text holds one of
+    # its triggers. Python's ``re`` costs ~1 µs per pattern per 100 bytes; the ``in`` checks
+    # cost ~0.05 µs each, and most arguments hold no secret at all.
     # HTTP bearer / basic credentials wherever they appear in a string.
-    r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})",
+    (r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})", ("bearer", "basic")),
     # OpenAI-style keys (sk-..., sk-proj-...), Anthropic (sk-ant-...).
-    r"\bsk-[A-Za-z0-9_-]{16,}",
-    # GitHub tokens, Slack tokens, AWS access key ids, Google API keys.
-    r"\bgh[pousr]_[A-Za-z0-9]{20,}",
-    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    r"\bAIza[0-9A-Za-z_-]{35}",
+    (r"\bsk-[A-Za-z0-9_-]{16,}", ("sk-",)),
+    # GitHub, Slack, AWS access key ids, Google API keys.
+    (r"\bgh[pousr]_[A-Za-z0-9]{20,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),
+    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", ("akia", "asia")),
+    (r"\bAIza[0-9A-Za-z_-]{35}", ("aiza",)),
     # JSON Web Tokens.
-    r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    (r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", ("eyj",)),
     # PEM private-key blocks (RSA, EC, OPENSSH, ENCRYPTED, ...), also when cut short.
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+    (
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)",
+        ("private key",),
+    ),
     # Credentials inside URLs: scheme://user:password@host.
-    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+    (r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)", ("@",)),
 )
+
+DEFAULT_VALUE_PATTERNS: tuple[str, ...] = tuple(pattern for pattern, _ in _DEFAULT_RULES)
 """Value patterns replaced wherever they occur, whatever the key."""
 
 # Characters a terminal or log viewer interprets: C0/C1 controls, DEL, bidi overrides and
@@ -117,12 +125,20 @@ class Redactor:
     def __post_init__(self) -> None:
         keys = tuple(k.lower() for k in (*self.config.secret_keys, *self.config.extra_keys) if k)
         self._keys = keys
-        patterns = (*self.config.value_patterns, *self.config.extra_patterns)
-        self._values = re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
-        # One pass over the raw text decides whether any work is needed: most calls carry no
-        # secret and take this fast path (a regex search, no JSON parse).
+        triggers = dict(_DEFAULT_RULES)
+        rules: list[tuple[tuple[str, ...] | None, re.Pattern[str]]] = [
+            (triggers.get(p), re.compile(p, re.DOTALL))
+            for p in (*self.config.value_patterns, *self.config.extra_patterns)
+        ]
+        self._rules = rules
+        literals = [k for k in keys] + [t for trig, _ in rules if trig for t in trig]
+        always = any(trig is None for trig, _ in rules)
+        # One regex pass over the lower-cased text decides whether anything needs a closer look
+        # (~1.4 µs per 100 bytes, against ~4 µs for separate ``in`` checks).
+        self._prefilter: re.Pattern[str] | None = (
+            None if always else re.compile("|".join(re.escape(t) for t in [*literals, "\\u"]))
+        )
         key_alt = "|".join(re.escape(k) for k in keys) or r"(?!x)x"
-        self._any_key = re.compile(key_alt, re.IGNORECASE)
         # For text that is not valid JSON: ``"password": "..."`` and ``password=...`` forms.
         self._kv_text = re.compile(
             r"""(?ix)
@@ -132,6 +148,20 @@ class Redactor:
             % key_alt
         )
 
+    def _active(self, text: str) -> tuple[bool, list[re.Pattern[str]]]:
+        """Whether a secret key may occur, and the value patterns worth running on ``text``."""
+        low = text.lower()
+        if "\\u" in low:
+            # JSON escapes can spell a key or a token the literal triggers would miss.
+            return True, [pattern for _, pattern in self._rules]
+        key_hit = any(k in low for k in self._keys)
+        active = [
+            pattern
+            for trig, pattern in self._rules
+            if trig is None or any(t in low for t in trig)
+        ]
+        return key_hit, active
+
     # --- public -----------------------------------------------------------------------------
 
     def is_secret_key(self, key: str) -> bool:
@@ -140,28 +170,35 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """Hide value patterns and ``key: value`` secrets in free text (not capped, not escaped)."""
-        text = self._values.sub(REDACTED, text)
+        for pattern in self._active(text)[1]:
+            text = pattern.sub(REDACTED, text)
         return self._kv_text.sub(lambda m: m.group(1) + REDACTED, text)
 
     def redact_value(self, value: Any) -> Any:
         """A copy of a parsed JSON value with secret keys' values and secret strings hidden."""
+        return self._redact_value(value, [pattern for _, pattern in self._rules])
+
+    def _redact_value(self, value: Any, patterns: list[re.Pattern[str]]) -> Any:
         if isinstance(value, dict):
             return {
-                k: (REDACTED if self.is_secret_key(str(k)) else self.redact_value(v))
+                k: (REDACTED if self.is_secret_key(str(k)) else self._redact_value(v, patterns))
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [self.redact_value(v) for v in value]
+            return [self._redact_value(v, patterns) for v in value]
         if isinstance(value, str):
-            return self._values.sub(REDACTED, value)
+            for pattern in patterns:
+                value = pattern.sub(REDACTED, value)
+            return value
         return value
 
     def preview(self, raw: str) -> str:
         """The stored preview: secrets hidden, control characters escaped, length capped."""
-        if self._any_key.search(raw) is None and self._values.search(raw) is None:
+        if self._prefilter is not None and self._prefilter.search(raw.lower()) is None:
             text = raw
         else:
-            text = self._redact_raw(raw)
+            key_hit, patterns = self._active(raw)
+            text = self._redact_raw(raw, patterns) if key_hit or patterns else raw
         return self.cap(escape_control(text))
 
     def cap(self, text: str) -> str:
@@ -177,13 +214,17 @@ class Redactor:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _redact_raw(self, raw: str) -> str:
+    def _redact_raw(self, raw: str, patterns: list[re.Pattern[str]]) -> str:
         try:
             parsed = orjson.loads(raw)
         except (orjson.JSONDecodeError, UnicodeEncodeError):
             # Not JSON (truncated, repaired later, or hostile): redact as text.
-            return self.redact_text(raw)
+            for pattern in patterns:
+                raw = pattern.sub(REDACTED, raw)
+            return self._kv_text.sub(lambda m: m.group(1) + REDACTED, raw)
         if isinstance(parsed, str):
             # A JSON string holding JSON (double-encoded arguments, seen from some servers).
-            return orjson.dumps(self._redact_raw(parsed)).decode()
-        return orjson.dumps(self.redact_value(parsed), option=orjson.OPT_NON_STR_KEYS).decode()
+            inner = self._redact_raw(parsed, self._active(parsed)[1])
+            return orjson.dumps(inner).decode()
+        redacted = self._redact_value(parsed, patterns)
+        return orjson.dumps(redacted, option=orjson.OPT_NON_STR_KEYS).decode()
