@@ -1,0 +1,257 @@
+"""``@tool``: a Python function becomes a tool definition plus the executor that runs it.
+
+Everything that needs reflection (signature, type hints, docstring, schema, strict form, which
+parameter takes the ``CallerContext``) happens once, at decoration. The manager's hot path then
+calls ``FunctionTool.executor(**arguments)``: the function itself when its parameters are all
+JSON-native, or a thin adapter that converts the few parameters that need it.
+
+Strict mode default (``strict=None``): strict when the schema converts cleanly to OpenAI's strict
+subset (closed objects, every property typed); otherwise not strict, and ``strict_error`` says
+why. ``strict=True`` makes an unconvertible schema an error; ``strict=False`` never converts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from pydantic import ValidationError
+
+from tamma_tools._docstrings import parse_docstring
+from tamma_tools._function_schema import CallPlan, build_function_schema, find_context_param
+from tamma_tools.errors import ToolDefinitionError
+from tamma_tools.types import FunctionDefinition, ToolDefinition, ToolMetadata
+
+__all__ = ["ExecutorInfo", "FunctionTool", "describe_executor", "tool", "tool_from_function"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# OpenAI: "^[a-zA-Z0-9_-]{1,64}$" for Chat Completions tool names (openai-tool-rules.md s.1).
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+INVALID_NAME = (
+    "tool name {name!r} is not allowed: OpenAI takes 1 to 64 characters from a-z A-Z 0-9 _ -; "
+    "pass name=... to @tool"
+)
+METHOD_NOT_BOUND = (
+    "{name!r} takes {first!r} first: decorate a plain function, or pass a bound method "
+    "(instance.method) to tool_from_function"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorInfo:
+    """How to call an executor: await it or not, and which keyword gets the caller context."""
+
+    is_async: bool
+    context_param: str | None
+
+
+class _Adapter:
+    """Applies a ``CallPlan`` before calling the function; only built when the plan has work."""
+
+    __slots__ = ("context_param", "fn", "plan")
+
+    def __init__(self, fn: Callable[..., Any], plan: CallPlan, context_param: str | None) -> None:
+        self.fn = fn
+        self.plan = plan
+        self.context_param = context_param
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fn!r}, {self.plan!r})"
+
+
+class _SyncAdapter(_Adapter):
+    __slots__ = ()
+
+    def __call__(self, /, **kwargs: Any) -> Any:
+        return self.fn(**self.plan.apply(kwargs))
+
+
+class _AsyncAdapter(_Adapter):
+    __slots__ = ()
+
+    async def __call__(self, /, **kwargs: Any) -> Any:
+        return await self.fn(**self.plan.apply(kwargs))
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if isinstance(fn, _AsyncAdapter):
+        return True
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
+
+
+def describe_executor(fn: Callable[..., Any]) -> ExecutorInfo:
+    """How the manager should call ``fn``; used once at registration, never per call."""
+    if isinstance(fn, FunctionTool):
+        return ExecutorInfo(is_async=fn.is_async, context_param=fn.context_param)
+    if isinstance(fn, _Adapter):
+        return ExecutorInfo(is_async=_is_async(fn), context_param=fn.context_param)
+    return ExecutorInfo(is_async=_is_async(fn), context_param=find_context_param(fn))
+
+
+class FunctionTool(Generic[P, R]):
+    """A function made a tool: callable like the function, plus its definition and executor."""
+
+    definition: ToolDefinition
+    fn: Callable[P, R]
+    """The original function (what import-path or cloudpickle isolation ships to a worker)."""
+    executor: Callable[..., Any]
+    """What the manager calls with validated JSON arguments (and the context, if taken)."""
+    is_async: bool
+    context_param: str | None
+    strict: bool
+    strict_error: str | None
+    """Why the schema is not strict, when it is not."""
+    plan: CallPlan
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        strict: bool | None = None,
+        metadata: ToolMetadata | None = None,
+        **metadata_fields: Any,
+    ) -> None:
+        tool_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
+        if not isinstance(tool_name, str) or not _NAME.match(tool_name):
+            raise ToolDefinitionError(INVALID_NAME.format(name=tool_name), code="invalid_name")
+        _refuse_unbound_method(fn, tool_name)
+        meta = _metadata(tool_name, metadata, metadata_fields)
+        doc = parse_docstring(inspect.getdoc(fn) if description is None else None)
+        built = build_function_schema(fn, name=tool_name, docstring=doc, strict=strict)
+        function = FunctionDefinition(name=tool_name, parameters=built.parameters)
+        text = description if description is not None else built.description
+        if text:
+            function.description = text
+        if built.strict:
+            function.strict = True
+        self.definition = ToolDefinition(function=function, metadata=meta)
+        self.fn = fn
+        self.is_async = _is_async(fn)
+        self.context_param = built.context_param
+        self.strict = built.strict
+        self.strict_error = built.strict_error
+        self.plan = built.plan
+        if built.plan.empty:
+            self.executor = fn
+        elif self.is_async:
+            self.executor = _AsyncAdapter(fn, built.plan, built.context_param)
+        else:
+            self.executor = _SyncAdapter(fn, built.plan, built.context_param)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.definition.function.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"FunctionTool({self.name!r}, strict={self.strict}, is_async={self.is_async})"
+
+    def to_openai(self) -> dict[str, Any]:
+        """The tool as the Chat Completions API takes it."""
+        return self.definition.to_openai()
+
+
+def _refuse_unbound_method(fn: Callable[..., Any], name: str) -> None:
+    """``@tool`` on a method inside a class body would put ``self`` in the schema."""
+    if not inspect.isfunction(fn):
+        return
+    params = list(inspect.signature(fn).parameters.values())
+    if params and params[0].name in ("self", "cls") and params[0].annotation is params[0].empty:
+        raise ToolDefinitionError(
+            METHOD_NOT_BOUND.format(name=name, first=params[0].name), code="unsupported_signature"
+        )
+
+
+def _metadata(name: str, metadata: ToolMetadata | None, fields: dict[str, Any]) -> ToolMetadata:
+    try:
+        if metadata is None:
+            return ToolMetadata(**fields)
+        if fields:
+            return metadata.model_copy(update=ToolMetadata(**fields).model_dump(exclude_unset=True))
+        return metadata.model_copy()
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'metadata'}: {e['msg']}" for e in exc.errors()
+        )
+        allowed = ", ".join(ToolMetadata.model_fields)
+        raise ToolDefinitionError(
+            f"tool {name!r} has invalid metadata: {detail}. Metadata fields are: {allowed}",
+            code="invalid_metadata",
+        ) from None
+
+
+def tool_from_function(
+    fn: Callable[P, R],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool | None = None,
+    metadata: ToolMetadata | None = None,
+    **metadata_fields: Any,
+) -> FunctionTool[P, R]:
+    """Make a tool of ``fn``; keyword arguments are ``ToolMetadata`` fields (category, ...)."""
+    return FunctionTool(
+        fn, name=name, description=description, strict=strict, metadata=metadata,
+        **metadata_fields,
+    )  # fmt: skip
+
+
+@overload
+def tool(fn: Callable[P, R], /) -> FunctionTool[P, R]: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool | None = None,
+    metadata: ToolMetadata | None = None,
+    **metadata_fields: Any,
+) -> Callable[[Callable[P, R]], FunctionTool[P, R]]: ...
+
+
+def tool(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool | None = None,
+    metadata: ToolMetadata | None = None,
+    **metadata_fields: Any,
+) -> FunctionTool[P, R] | Callable[[Callable[P, R]], FunctionTool[P, R]]:
+    """Decorator: ``@tool`` or ``@tool(category="filesystem", permissions=["file:read"], ...)``.
+
+    Args:
+        fn: The function, when used bare as ``@tool``.
+        name: Tool name; the function's ``__name__`` by default.
+        description: Overrides the docstring's summary.
+        strict: ``None`` (strict when the schema converts cleanly), ``True`` or ``False``.
+        metadata: A ``ToolMetadata`` to start from; keyword fields override it.
+        **metadata_fields: Any ``ToolMetadata`` field (``timeout_s``, ``rate_limit``, ...).
+    """
+
+    def decorate(f: Callable[P, R]) -> FunctionTool[P, R]:
+        return FunctionTool(
+            f, name=name, description=description, strict=strict, metadata=metadata,
+            **metadata_fields,
+        )  # fmt: skip
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
