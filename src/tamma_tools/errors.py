@@ -16,10 +16,12 @@ __all__ = [
     "ArgumentsTooDeep",
     "ArgumentsTooLarge",
     "CallRejected",
+    "CommandDenied",
     "ConfigError",
     "DuplicateToolError",
     "ExecutionCancelled",
     "ExecutionError",
+    "ExecutorNotTransferable",
     "ExecutorMissing",
     "InvalidArgumentsJSON",
     "LoopDetected",
@@ -35,6 +37,7 @@ __all__ = [
     "ResourceLimitExceeded",
     "RetryBudgetExhausted",
     "SandboxUnavailable",
+    "SandboxViolation",
     "TammaToolsError",
     "ToolCrashed",
     "ToolDefinitionError",
@@ -223,6 +226,18 @@ class SandboxUnavailable(PolicyDenied):
     code = "sandbox_unavailable"
 
 
+class SandboxViolation(PolicyDenied):
+    """An isolated tool tried something its sandbox forbids and the kernel refused it."""
+
+    code = "sandbox_violation"
+
+
+class CommandDenied(PolicyDenied):
+    """``run_command`` was refused: commands are off, or the binary is not on the allowlist."""
+
+    code = "command_denied"
+
+
 # --- execution ----------------------------------------------------------------------------
 
 
@@ -254,6 +269,12 @@ class OutputNotSerializable(ExecutionError):
     """The tool returned a value that cannot be turned into JSON."""
 
     code = "output_not_serializable"
+
+
+class ExecutorNotTransferable(ExecutionError):
+    """An isolated tool's executor can be neither imported by path nor cloudpickled."""
+
+    code = "executor_not_transferable"
 
 
 class ExecutionCancelled(ExecutionError):
