@@ -33,6 +33,10 @@ class SandboxConfig:
     """CPU-time limit (RLIMIT_CPU) of an isolated call; defaults to the wall-clock deadline."""
     max_open_files: int = 256
     max_processes: int = 64
+    max_result_bytes: int = 8 * MiB
+    """Largest JSON value an isolated call may send back (before the output cap cuts it)."""
+    max_files_created: int = 10_000
+    """New files and directories one isolated call may create (RLIMIT_FSIZE counts no inodes)."""
     allowed_paths: tuple[Path, ...] = ()
     """Roots tools may read and write below. Empty means no file access at all."""
     blocked_paths: tuple[str, ...] = ()
@@ -63,6 +67,8 @@ class SandboxConfig:
             "max_output_bytes",
             "max_open_files",
             "max_processes",
+            "max_result_bytes",
+            "max_files_created",
             "worker_count",
         ):
             value = getattr(self, name)
@@ -89,6 +95,10 @@ class EffectiveLimits:
     max_cpu_time_s: float
     max_open_files: int = 256
     max_processes: int = 64
+    max_result_bytes: int = 8 * MiB
+    """Largest JSON value an isolated call may send back (before the output cap cuts it)."""
+    max_files_created: int = 10_000
+    """New files and directories one isolated call may create (RLIMIT_FSIZE counts no inodes)."""
     extra: dict[str, object] = field(default_factory=dict)
 
 
