@@ -132,4 +132,6 @@ def effective_limits(
         max_cpu_time_s=float(min(cpu, timeout)),
         max_open_files=config.max_open_files,
         max_processes=config.max_processes,
+        max_result_bytes=config.max_result_bytes,
+        max_files_created=config.max_files_created,
     )
