@@ -169,7 +169,9 @@ class AuditLog(abc.ABC):
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
-        self.redactor = redaction if isinstance(redaction, Redactor) else Redactor(redaction or RedactionConfig())
+        if not isinstance(redaction, Redactor):
+            redaction = Redactor(redaction or RedactionConfig())
+        self.redactor = redaction
         self.max_batch = max_batch
         self.retry_max_delay_s = retry_max_delay_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -202,6 +204,7 @@ class AuditLog(abc.ABC):
     @abc.abstractmethod
     def _close_backend(self) -> None: ...
 
+    @abc.abstractmethod
     def _forget_connections(self) -> None:
         """Drop (without closing) connections inherited across ``fork``."""
 
@@ -288,9 +291,7 @@ class AuditLog(abc.ABC):
                 delay = min(delay * 2, self.retry_max_delay_s)
 
     def _spill(self, rows: list[list[Any]], exc: Exception) -> None:
-        log.error(
-            "audit: %d rows could not be written (%s); they follow as JSON", len(rows), exc
-        )
+        log.error("audit: %d rows could not be written (%s); they follow as JSON", len(rows), exc)
         for row in rows:
             fields = dict(zip(COLUMNS, row, strict=True))
             log.error("audit row %s", orjson.dumps(fields).decode(), extra={"audit_row": fields})
@@ -325,7 +326,7 @@ class AuditLog(abc.ABC):
 
     @staticmethod
     def chain(rows: list[list[Any]], last_seq: int, last_hash: str) -> None:
-        """Fill ``seq``, ``prev_hash`` and ``hash`` of ``rows`` after the row (last_seq, last_hash)."""
+        """Fill ``seq``, ``prev_hash`` and ``hash`` of ``rows``, following the stored last row."""
         seq, prev = last_seq, last_hash
         for row in rows:
             seq += 1

@@ -55,10 +55,7 @@ CREATE INDEX IF NOT EXISTS audit_user_ts ON audit (user_id, ts);
 # Outcome queries scan by time range or use the summary's GROUP BY; an outcome index would cost
 # every insert for a column with a dozen values.
 
-_INSERT = (
-    f"INSERT INTO audit ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(COLUMNS))})"
-)
+_INSERT = f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 class SQLiteAuditLog(AuditLog):

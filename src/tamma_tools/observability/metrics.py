@@ -12,6 +12,7 @@ distinct names get their own series; the rest share ``tool="<other>"``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -143,10 +144,8 @@ class MetricsObserver:
 
     def close(self) -> None:
         """Remove the collector from the registry (idempotent)."""
-        try:
+        with contextlib.suppress(KeyError):
             self.registry.unregister(self._collector)
-        except KeyError:
-            pass
 
     def _snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -236,7 +235,7 @@ class MetricsServer:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         # wsgiref prints each request to stderr; the library prints nothing.
         return None
 
@@ -252,8 +251,6 @@ def start_metrics_server(
         raise ValueError("pass the registry to serve, e.g. MetricsObserver().registry")
     app = make_wsgi_app(registry)
     server = make_server(host, port, app, handler_class=_QuietHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, name="tamma-metrics-http", daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, name="tamma-metrics-http", daemon=True)
     thread.start()
     return MetricsServer(host, server.server_port, server, thread)

@@ -142,10 +142,9 @@ class Redactor:
         # For text that is not valid JSON: ``"password": "..."`` and ``password=...`` forms.
         self._kv_text = re.compile(
             r"""(?ix)
-            (["']?[\w.-]*(?:%s)[\w.-]*["']?\s*[:=]\s*)   # key and separator
+            (["']?[\w.-]*(?:KEYS)[\w.-]*["']?\s*[:=]\s*)   # key and separator
             ("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|[^\s,;&}]+)  # quoted or bare value
-            """
-            % key_alt
+            """.replace("KEYS", key_alt)
         )
 
     def _active(self, text: str) -> tuple[bool, list[re.Pattern[str]]]:
@@ -156,9 +155,7 @@ class Redactor:
             return True, [pattern for _, pattern in self._rules]
         key_hit = any(k in low for k in self._keys)
         active = [
-            pattern
-            for trig, pattern in self._rules
-            if trig is None or any(t in low for t in trig)
+            pattern for trig, pattern in self._rules if trig is None or any(t in low for t in trig)
         ]
         return key_hit, active
 

@@ -89,7 +89,9 @@ class TracingObserver:
             stale = self._open.pop(next(iter(self._open)))
             stale.end()
         self._open[call_id] = tracer.start_span(
-            f"execute_tool {tool}", kind=SpanKind.INTERNAL, attributes=_base_attributes(call_id, tool)
+            f"execute_tool {tool}",
+            kind=SpanKind.INTERNAL,
+            attributes=_base_attributes(call_id, tool),
         )
 
     def on_call_finished(self, record: CallRecord) -> None:
