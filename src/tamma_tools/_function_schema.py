@@ -492,6 +492,20 @@ def to_strict(schema: dict[str, Any], *, top_level_optional_ok: bool = False) ->
     return out
 
 
+def _say_defaults(schema: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Strict mode drops ``default``; tell the model in words what sending null gets it."""
+    properties = schema["properties"]
+    for name, value in defaults.items():
+        if value is None:
+            continue
+        prop = properties[name]
+        note = f"null means the default, {orjson.dumps(value).decode()}."
+        text = prop.get("description")
+        properties[name] = {"description": f"{text} ({note})" if text else note[0].upper() + note[1:]}
+        properties[name].update({k: v for k, v in prop.items() if k != "description"})
+    return schema
+
+
 # --- the whole function ----------------------------------------------------------------------
 
 
@@ -552,6 +566,7 @@ def build_function_schema(
     converters: list[tuple[str, Any]] = []
     fill: list[tuple[str, Any]] = []
     optional_not_null: list[str] = []
+    json_defaults: dict[str, Any] = {}
     context_param: str | None = None
     for param in sig.parameters.values():
         where = f"tool {name!r}, parameter {param.name!r}"
@@ -601,6 +616,7 @@ def build_function_schema(
             ok, value = _json_default(default)
             if ok:
                 schema["default"] = value
+                json_defaults[param.name] = value
             if not _accepts_null(schema):
                 optional_not_null.append(param.name)
         properties[param.name] = schema
@@ -619,7 +635,9 @@ def build_function_schema(
     strict_error: str | None = None
     if strict is not False:
         try:
-            strict_schema = to_strict(loose, top_level_optional_ok=True)
+            strict_schema = _say_defaults(
+                to_strict(loose, top_level_optional_ok=True), json_defaults
+            )
         except NotStrictCompatible as exc:
             strict_error = str(exc)
             if strict:
