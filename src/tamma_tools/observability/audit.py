@@ -464,6 +464,8 @@ def _make_filter(
 
 def _clean(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
+    if not text.isprintable():
+        text = escape_control(text)
     if len(text) > _MAX_NAME_CHARS:
         text = text[:_MAX_NAME_CHARS] + "…"
-    return text if text.isprintable() else escape_control(text)
+    return text
