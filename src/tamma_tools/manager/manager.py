@@ -108,6 +108,7 @@ class _Prepared:
     __slots__ = (
         "context_param",
         "definition",
+        "version",
         "entry",
         "executor",
         "has_params",
@@ -129,6 +130,7 @@ class _Prepared:
         meta = defn.metadata
         params = defn.function.parameters
         self.entry = entry
+        self.version = entry.version
         self.definition = defn
         self.name = defn.function.name
         self.executor: Callable[..., Any] | None = entry.executor
@@ -339,7 +341,7 @@ class FunctionCallingManager:
         if entry.executor is None:
             raise ExecutorMissing(f"tool {name!r} has no executor bound and cannot run", tool=name)
         prep = self._prepared.get(name)
-        if prep is None or prep.entry is not entry or prep.executor is not entry.executor:
+        if prep is None or prep.entry is not entry or prep.version != entry.version:
             prep = _Prepared(entry, self.config, self.sandbox_config)
             self._prepared[name] = prep
         return prep
