@@ -1,0 +1,145 @@
+"""The zygote: a clean pre-started interpreter that forks one locked-down child per call.
+
+Started by ``launch.interpreter_argv("zygote")`` with a scrubbed environment, it never imported
+the application and never held its secrets, so a fork of it carries nothing worth stealing. Forking
+a warm interpreter is what makes a fully isolated call cost milliseconds instead of the 16-40 ms of
+a fresh ``python`` (research/sandbox.md §2.4).
+
+Wire: the application talks over a ``SOCK_SEQPACKET`` control socket (fd passed at start). Each
+``spawn`` message carries three fds: the per-call channel, the result pipe's write end and the
+output pipe's write end. The zygote forks, sends ``{"pid"}`` plus a pidfd back on the channel,
+and when the child exits (its pidfd polls readable) reaps it with ``wait4`` and sends
+``{"status", "cpu_s"}`` on the channel. The child itself reads the request from the channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import selectors
+import signal
+import socket
+import sys
+from typing import Any
+
+from tamma_tools.sandbox.isolation import child, landlock, protocol, seccomp
+
+__all__ = ["main"]
+
+
+class _Zygote:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(control, selectors.EVENT_READ, None)
+        self.children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, channel)
+        self.rulesets: dict[bytes, int] = {}
+
+    def ruleset_for(self, spec: dict[str, Any]) -> int | None:
+        """Landlock rulesets are cached per (paths, ports): building one costs ~0.4 ms."""
+        if not spec["landlock"]:
+            return None
+        key = protocol.encode([spec["landlock_paths"], spec["landlock_ports"]])
+        fd = self.rulesets.get(key)
+        if fd is None:
+            paths = [(p, m) for p, m in spec["landlock_paths"]]
+            fd = landlock.create_ruleset(paths, tcp_connect_ports=spec["landlock_ports"])
+            self.rulesets[key] = fd
+        return fd
+
+    def spawn(self, spec: dict[str, Any], fds: list[int]) -> None:
+        channel_fd, result_w, out_w = fds
+        channel = socket.socket(fileno=channel_fd)
+        try:
+            for name in spec.get("preimport", ()):
+                # Importing once here means every later fork already has the module.
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+            ruleset = self.ruleset_for(spec)
+            if spec["seccomp"] is not None:
+                seccomp.prepare(seccomp.FilterSpec(**spec["seccomp"]))
+        except Exception as exc:
+            os.close(result_w)
+            os.close(out_w)
+            with contextlib.suppress(OSError):
+                channel.sendall(protocol.frame(protocol.encode({"error": f"{exc}"})))
+            channel.close()
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child.run_child(spec, out_w, result_w, channel.fileno(), ruleset)
+        os.close(result_w)
+        os.close(out_w)
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(channel, [protocol.frame(protocol.encode({"pid": pid}))], [pidfd])
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+        self.children[pidfd] = (pid, channel)
+        self.selector.register(pidfd, selectors.EVENT_READ, pid)
+
+    def reap(self, pidfd: int) -> None:
+        pid, channel = self.children.pop(pidfd)
+        self.selector.unregister(pidfd)
+        _, status, usage = os.wait4(pid, 0)
+        os.close(pidfd)
+        cpu = usage.ru_utime + usage.ru_stime
+        with contextlib.suppress(OSError):
+            channel.sendall(protocol.frame(protocol.encode({"status": status, "cpu_s": cpu})))
+        channel.close()
+
+    def handle_control(self) -> bool:
+        try:
+            msg, fds, _, _ = socket.recv_fds(self.control, protocol.MAX_CONTROL_FRAME, 4)
+        except OSError:
+            return False
+        if not msg:
+            return False
+        request = protocol.decode(msg)
+        op = request.get("op")
+        if op == "spawn" and len(fds) == 3:
+            self.spawn(request, fds)
+        elif op == "hello":
+            for entry in reversed(request.get("sys_path", [])):
+                if entry not in sys.path:
+                    sys.path.insert(0, entry)
+            for name in request.get("preimport", ()):
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+            self.control.send(protocol.encode({"ok": True, "pid": os.getpid()}))
+        else:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def serve(self) -> None:
+        while True:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    if not self.handle_control():
+                        self.shutdown()
+                        return
+                else:
+                    self.reap(key.fd)  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        """The application went away: no call may outlive it."""
+        for pidfd, (pid, _) in list(self.children.items()):
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def main() -> None:
+    control_fd = int(os.environ.pop("TAMMA_CONTROL_FD", "3"))
+    control = socket.socket(fileno=control_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Warm the imports every child needs so forks do not pay for them.
+    import asyncio  # noqa: F401
+    import pickle  # noqa: F401
+
+    _Zygote(control).serve()
