@@ -15,11 +15,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, Literal, NamedTuple, NoReturn, TypeAlias
+from typing import Any, Literal, NoReturn, TypeAlias
 
 import orjson
 
 from tamma_tools.errors import ArgumentsTooDeep, ArgumentsTooLarge, InvalidArgumentsJSON
+from tamma_tools.manager._argument_scan import REPAIR_NAMES, TOO_DEEP, Scan, same_content, scan
 
 __all__ = [
     "CUT_OFF",
@@ -35,26 +36,10 @@ __all__ = [
 
 RepairMode: TypeAlias = Literal["off", "safe"]
 
-REPAIR_NAMES = (
-    "bom",
-    "code_fence",
-    "double_encoded",
-    "single_quotes",
-    "python_literals",
-    "trailing_comma",
-    "truncated",
-    "other",
-)
-"""Every name that can appear in ``ParsedArguments.repairs``, in the order they are recorded."""
-
 EXAMPLE = '{"key": "value"}'
 TOO_LARGE = (
     "arguments are {size} bytes, over the limit of {limit} bytes; send smaller arguments "
     "(pass a path or a reference instead of large content)"
-)
-TOO_DEEP = (
-    "arguments nest objects and arrays deeper than {limit} levels; send a flatter object "
-    "with at most {limit} levels"
 )
 NOT_AN_OBJECT = "arguments must be a JSON object like {example}, got {kind}"
 DOUBLE_ENCODED = (
@@ -80,8 +65,9 @@ CODE_FENCE = (
     "with { and ending with }"
 )
 TOO_LARGE_TO_REPAIR = " (repair is only tried on arguments up to {limit} bytes)"
-REPAIR_LOST_KEYS = (
-    "arguments are not valid JSON and repairing them would drop or merge keys; " + SEND_INSTEAD[2:]
+REPAIR_CHANGES_CONTENT = (
+    "arguments are not valid JSON and cannot be repaired without guessing (a repair would drop, "
+    "move or change a value)" + SEND_INSTEAD
 )
 
 # Friendlier words for the orjson messages a model is likely to trigger.
@@ -169,12 +155,9 @@ def _check_size(raw: str, max_bytes: int) -> None:
     n = len(raw)
     if n * 4 <= max_bytes:
         return
-    if raw.isascii():  # O(1) in CPython: compact strings know whether they are ASCII
-        size = n
-    elif n > max_bytes:  # over the cap whatever the encoding: do not encode 50 MB to say so
-        size = n
-    else:
-        size = len(raw.encode("utf-8", "surrogatepass"))
+    # isascii() is O(1) in CPython (compact strings know); past the cap in characters the text is
+    # too large whatever its encoding, so do not encode 50 MB to say so.
+    size = n if raw.isascii() or n > max_bytes else len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         exact = size if raw.isascii() or n <= max_bytes else f"more than {size}"
         raise ArgumentsTooLarge(
@@ -313,193 +296,6 @@ def _not_an_object(
     raise InvalidArgumentsJSON(message, kind=_kind(value))
 
 
-# --- lenient scan (failure path only) ----------------------------------------------------------
-
-# Tokens of JSON plus the mistakes models make. Every alternative is linear on hostile input: the
-# string patterns end at their quote or run to the end of the input, never fail halfway.
-_TOKEN = re.compile(
-    r"""
-      (?P<ws>[ \t\n\r]+)
-    | (?P<dq>"[^"\\]*(?:\\.[^"\\]*)*")
-    | (?P<sq>'[^'\\]*(?:\\.[^'\\]*)*')
-    | (?P<open_string>["'][^\\]*(?:\\.[^\\]*)*\\?\Z)
-    | (?P<open>[{\[])
-    | (?P<close>[}\]])
-    | (?P<comma>,)
-    | (?P<colon>:)
-    | (?P<comment>//[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/|\Z)|\#[^\n]*)
-    | (?P<num>[-+]?(?:[0-9.][\w.+-]*|Infinity\b|NaN\b))
-    | (?P<word>[A-Za-z_$][\w$]*)
-    | (?P<bad>.)
-    """,
-    re.S | re.X,
-)
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_CONTROL = re.compile(r"[\x00-\x1f]")
-_NAN = "NaN and Infinity are not JSON numbers; send a finite number or null"
-
-_HINTS = {
-    "single_quotes": "use double quotes, not single quotes, around keys and strings",
-    "python_literals": "write true, false and null in lowercase (not True, False, None)",
-    "trailing_comma": "remove the comma before } or ]",
-    "comment": "remove comments (JSON has none)",
-    "unquoted_key": "put every key in double quotes",
-    "missing_comma": "separate members and elements with commas",
-}
-_KIND_OF_HINT = {
-    "single_quotes": "single_quotes",
-    "python_literals": "python_literals",
-    "trailing_comma": "trailing_comma",
-}
-
-
-class Scan(NamedTuple):
-    """What a lenient pass over broken arguments found; drives safe repair and error hints."""
-
-    kinds: tuple[str, ...]
-    """Repair names in ``REPAIR_NAMES`` order (``other`` for comments, unquoted keys, ...)."""
-    hints: tuple[str, ...]
-    keys: int
-    duplicate: str | None
-    refusal: str
-    """Why no repair is safe (NaN, a bare word, text after the object...), or ``""``."""
-    truncated: str
-    """What is left open at the end (``"an unclosed string"``), or ``""``."""
-
-
-def _key_text(kind: str, token: str) -> str:
-    if kind == "word":
-        return token
-    if kind == "dq":
-        try:
-            key = json.loads(token)
-        except ValueError:
-            return token[1:-1]
-        return key if isinstance(key, str) else token[1:-1]
-    inner = token[1:-1].replace("\\'", "'").replace('"', '\\"')
-    try:
-        key = json.loads(f'"{inner}"')
-    except ValueError:
-        return token[1:-1]
-    return key if isinstance(key, str) else token[1:-1]
-
-
-def scan(text: str, max_depth: int) -> Scan:
-    """Walk the tokens once, noting each deviation from JSON and every key per object."""
-    tokens = [(m.lastgroup or "bad", m.group()) for m in _TOKEN.finditer(text)]
-    tokens = [t for t in tokens if t[0] != "ws"]
-    found: set[str] = set()
-    stack: list[set[str] | None] = []
-    keys = 0
-    duplicate: str | None = None
-    refusal = ""
-    truncated = ""
-    prev = "start"  # start | open | comma | colon | value
-    done = False
-    i, n = 0, len(tokens)
-    while i < n and not refusal:
-        kind, tok = tokens[i]
-        i += 1
-        if kind == "comment":
-            found.add("comment")
-            continue
-        if kind in ("dq", "sq", "word", "num", "open_string", "open"):
-            if done:
-                refusal = "there is more text after the JSON object; send exactly one object"
-                break
-            if prev == "value":
-                found.add("missing_comma")
-        if kind == "open_string":
-            truncated = "an unclosed string"
-            prev = "value"
-            if tok[0] == "'":
-                found.add("single_quotes")
-            continue
-        if kind in ("dq", "sq", "word", "num"):
-            in_object = bool(stack) and stack[-1] is not None
-            is_key = in_object and i < n and tokens[i][0] == "colon"
-            if in_object and not is_key and prev in ("open", "comma"):
-                if i == n:
-                    truncated = "a key without a value"
-                else:
-                    refusal = f"the key {tok} is not followed by ':'"
-                break
-            if kind == "sq":
-                found.add("single_quotes")
-            if kind in ("dq", "sq") and _CONTROL.search(tok):
-                found.add("control")
-            if is_key:
-                if kind == "word":
-                    found.add("unquoted_key")
-                elif kind == "num":
-                    refusal = f"the key {tok} is not a string; put every key in double quotes"
-                    break
-                key = _key_text(kind, tok)
-                seen = stack[-1]
-                assert seen is not None
-                if key in seen and duplicate is None:
-                    duplicate = key
-                seen.add(key)
-                keys += 1
-                i += 1  # the colon
-                prev = "colon"
-                continue
-            if kind == "word":
-                if tok in ("True", "False", "None"):
-                    found.add("python_literals")
-                elif tok in ("NaN", "Infinity"):
-                    refusal = _NAN
-                elif tok not in ("true", "false", "null"):
-                    refusal = f"{tok!r} is not a JSON value; put strings in double quotes"
-            elif kind == "num":
-                if "NaN" in tok or "Infinity" in tok:
-                    refusal = _NAN
-                elif not _JSON_NUMBER.fullmatch(tok):
-                    refusal = f"{tok!r} is not a JSON number"
-            prev = "value"
-            done = not stack
-        elif kind == "open":
-            if stack and stack[-1] is not None and prev in ("open", "comma"):
-                refusal = "an object or array stands where a key should be"
-                break
-            stack.append(set() if tok == "{" else None)
-            if len(stack) > max_depth:
-                raise ArgumentsTooDeep(TOO_DEEP.format(limit=max_depth), limit=max_depth)
-            prev = "open"
-        elif kind == "close":
-            if not stack or (tok == "}") != (stack[-1] is not None):
-                refusal = f"a {tok!r} does not close anything open at that point"
-                break
-            if prev == "comma":
-                found.add("trailing_comma")
-            elif prev == "colon":
-                refusal = "a key has no value"
-                break
-            stack.pop()
-            prev = "value"
-            done = not stack
-        elif kind == "comma":
-            if prev in ("start", "open", "comma", "colon"):
-                refusal = "a comma is not preceded by a value"
-                break
-            if done:
-                found.add("trailing_comma")
-            prev = "comma"
-        elif kind == "colon":
-            refusal = "a ':' is not preceded by a key"
-        else:  # bad
-            refusal = f"unexpected character {tok!r}"
-    if not refusal and not truncated and stack:
-        truncated = "an unclosed object" if stack[-1] is not None else "an unclosed array"
-    if not refusal and not truncated and not done:
-        refusal = "there is no JSON value"
-    kinds = [k for k in REPAIR_NAMES if k in {_KIND_OF_HINT.get(f, "other") for f in found}]
-    hints = [_HINTS[f] for f in _HINTS if f in found]
-    if refusal:
-        hints.append(refusal)
-    return Scan(tuple(kinds), tuple(hints), keys, duplicate, refusal, truncated)
-
-
 # --- invalid JSON -------------------------------------------------------------------------------
 
 
@@ -621,6 +417,6 @@ def _repair(
         repairs.append("truncated")
     if type(value) is not dict:
         return _not_an_object(value, repairs, has_parameters, max_depth, "safe")
-    if _count_keys(value) < found.keys:
-        raise InvalidArgumentsJSON(REPAIR_LOST_KEYS, reason="unrepairable")
+    if not same_content(found, value):
+        raise InvalidArgumentsJSON(REPAIR_CHANGES_CONTENT, reason="unrepairable")
     return ParsedArguments(value, repairs)
