@@ -48,6 +48,7 @@ NOT_OBJ = InvalidArgumentsJSON
 DUP = "more than once"
 CUT = "look cut off"
 NAN = "NaN and Infinity are not JSON numbers"
+GUESS = "cannot be repaired without guessing"
 
 # (id, raw arguments, outcome with repair="off", outcome with repair="safe")
 CASES: list[tuple[str, str, Ok | Err, Ok | Err]] = [
@@ -293,6 +294,18 @@ CASES: list[tuple[str, str, Ok | Err, Ok | Err]] = [
         Err(NOT_OBJ, "'Paris' is not a JSON value"),
         Err(NOT_OBJ, "'Paris' is not a JSON value"),
     ),
+    # json-repair guesses on these (drops 1, drops {} and 2, moves the array's object up a level,
+    # strips the newline from the key); safe repair refuses whatever would change content.
+    ("missing comma between numbers", '{"s": 8 1}', Err(NOT_OBJ, "commas"), Err(NOT_OBJ, GUESS)),
+    ("missing comma in an array", '{"r": [{}2, "x"]}', Err(NOT_OBJ, "commas"), Err(NOT_OBJ, GUESS)),
+    ("misplaced bracket", '{"t": 8[{"e": "x"}]}', Err(NOT_OBJ, "commas"), Err(NOT_OBJ, GUESS)),
+    (
+        "raw newline in a key",
+        '{"r\n": true}',
+        Err(NOT_OBJ, "raw control character"),
+        Err(NOT_OBJ, GUESS),
+    ),
+    ("Python escape", "{'a': '\\x41'}", Err(NOT_OBJ, "double quotes"), Err(NOT_OBJ, GUESS)),
     ("undefined", '{"a": undefined}', Err(NOT_OBJ, "'undefined'"), Err(NOT_OBJ, "'undefined'")),
     ("missing value", '{"a": }', Err(NOT_OBJ, "no value"), Err(NOT_OBJ, "no value")),
     ("missing colon", '{"a" 1}', Err(NOT_OBJ, "not followed by ':'"), Err(NOT_OBJ, "':'")),
@@ -374,6 +387,7 @@ def test_safe_repair_mode(raw: str, expected: Ok | Err) -> None:
         ('{"ids": [1, 2', {"ids": [1, 2]}, ("truncated",)),
         ('{"a": {"b": 1}', {"a": {"b": 1}}, ("truncated",)),
         ("{'q': 'weath", {"q": "weath"}, ("single_quotes", "truncated")),
+        ('{"a": 1, "b"', {"a": 1}, ("truncated",)),
     ],
 )
 def test_truncated_input_is_completed_only_when_allowed(
