@@ -182,8 +182,8 @@ WRITER = textwrap.dedent(
     sys.stdin.readline()  # start line: both writers go at once
     for i in range(n):
         log.record(rec(i))
-        if mode == "trickle" and i % 100 == 0:
-            time.sleep(0.001)
+        if mode == "trickle" and i % 50 == 0:
+            time.sleep(0.005)  # a busy service: decisions keep coming while the other writes
     if mode == "flush-then-spin":
         log.flush()
         print("flushed", flush=True)
