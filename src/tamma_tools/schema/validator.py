@@ -279,6 +279,7 @@ class ArgumentsValidator:
             raise ToolDefinitionError(
                 f"the parameters schema cannot be compiled: {first_line}",
                 code=CODE_INVALID_SCHEMA,
+                schema_path=list(getattr(exc, "instance_path", None) or []),
             ) from None
         self.is_valid: Callable[[Any], bool] = self._validator.is_valid
 
