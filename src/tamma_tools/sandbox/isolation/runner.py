@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import importlib
 import inspect
+import json
 import os
 import pickle
 import sys
@@ -72,9 +73,15 @@ def invoke(fn: Callable[..., Any], arguments: dict[str, Any]) -> Any:
 
 
 def encode_value(value: Any) -> bytes:
+    """``OK`` + strict JSON (no NaN/Infinity).
+
+    The standard library encoder, not orjson: under ``RLIMIT_AS`` orjson crashed with SIGSEGV
+    encoding a 20 MiB string, where ``json`` raises ``MemoryError`` like any other allocation.
+    """
     try:
-        return b"OK" + orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError) as exc:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return b"OK" + text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
         return b"ER" + orjson.dumps(
             {
                 "kind": "not_serializable",
