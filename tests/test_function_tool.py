@@ -522,16 +522,46 @@ def test_signatures_that_cannot_be_called_by_name_are_refused() -> None:
     assert list(bound.definition.function.parameters["properties"]) == ["x"]  # type: ignore[index]
 
 
-def test_type_that_has_no_json_schema_is_a_definition_error() -> None:
-    class Opaque:
-        pass
+class Opaque:
+    """A class pydantic has no JSON Schema for."""
 
+
+def test_type_that_has_no_json_schema_is_a_definition_error() -> None:
     def takes(o: Opaque) -> None: ...
 
     with pytest.raises(ToolDefinitionError) as info:
         tool(takes)
     assert info.value.code == "unsupported_type"
-    assert "'o'" in info.value.message
+    assert "'o'" in info.value.message and "Opaque" in info.value.message
+
+
+def test_unresolvable_annotation_names_the_parameter_and_the_fix() -> None:
+    class Local(BaseModel):  # with postponed annotations, "Local" cannot be resolved later
+        v: int
+
+    def takes(city: str, item: Local) -> Local:
+        return item
+
+    with pytest.raises(ToolDefinitionError) as info:
+        tool(takes)
+    assert info.value.code == "unsupported_type"
+    assert "parameter 'item'" in info.value.message
+    assert "define the type at module level" in info.value.message
+
+
+def test_unresolvable_return_annotation_does_not_matter() -> None:
+    class Local(BaseModel):
+        v: int
+
+    def make(v: int) -> Local:
+        return Local(v=v)
+
+    assert tool(make).definition.function.parameters == {
+        "type": "object",
+        "properties": {"v": {"type": "integer"}},
+        "required": ["v"],
+        "additionalProperties": False,
+    }
 
 
 def test_mapping_with_non_string_keys_is_refused() -> None:
@@ -744,3 +774,38 @@ def test_any_signature_accepts_its_own_values_and_round_trips_them(
     for name, kind in zip(names, kinds, strict=True):
         expected = Unit(args[name]) if kind == "enum" else args[name]
         assert received[name] == expected
+
+
+# --- through the manager --------------------------------------------------------------------
+
+
+def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(args).decode()},
+    }
+
+
+async def test_a_tool_runs_through_the_manager_with_context_models_and_defaults() -> None:
+    from tamma_tools.manager import FunctionCallingManager
+
+    @tool(isolation="in_process", permissions=["map:read"])
+    async def locate(
+        point: Point, ctx: CallerContext, zoom: int = 3, unit: Unit = Unit.CELSIUS
+    ) -> dict[str, Any]:
+        """Locate a point."""
+        return {"x": point.x, "zoom": zoom, "unit": unit.value, "user": ctx.user_id}
+
+    mgr = FunctionCallingManager()
+    mgr.register_tool(locate)
+    assert mgr.get_available_tools() == [locate.to_openai()]
+    caller = CallerContext(user_id="ada", permissions={"map:read"})
+    args = {"point": {"x": 1.5, "y": 0, "label": None}, "zoom": None, "unit": "fahrenheit"}
+    result = await mgr.execute_function_call(_call("locate", args), caller)
+    assert result.success, result.error
+    assert result.result == {"x": 1.5, "zoom": 3, "unit": "fahrenheit", "user": "ada"}
+
+    # The strict schema is enforced before the tool runs: a missing property is refused.
+    bad = await mgr.execute_function_call(_call("locate", {"point": {"x": 1, "y": 2}}), caller)
+    assert not bad.success and bad.error_code == "schema_violation"

@@ -19,6 +19,7 @@ hold ``null`` would change meaning under that rewrite, so such a schema is not s
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import enum
 import inspect
 import types
@@ -174,9 +175,20 @@ def _is_context_type(annotation: Any) -> bool:
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     try:
         return inspect.signature(fn, eval_str=True)
-    except (NameError, TypeError, SyntaxError):
-        # Forward references that do not resolve at decoration time: fall back to the strings.
-        return inspect.signature(fn)
+    except (NameError, TypeError, SyntaxError, AttributeError):
+        pass
+    # One annotation (often the return type, or a class local to a function) does not resolve
+    # at decoration time: resolve the others one by one and leave only that one a string.
+    sig = inspect.signature(fn)
+    namespace = getattr(inspect.unwrap(fn), "__globals__", {})
+    params = []
+    for param in sig.parameters.values():
+        annotation = param.annotation
+        if isinstance(annotation, str):
+            with contextlib.suppress(Exception):
+                annotation = eval(annotation, namespace)  # what eval_str does, per parameter
+        params.append(param.replace(annotation=annotation))
+    return sig.replace(parameters=params)
 
 
 def find_context_param(fn: Callable[..., Any]) -> str | None:
@@ -236,7 +248,11 @@ class _Converter:
         if typing.is_typeddict(tp):
             return self._typed_dict(tp)
         if isinstance(tp, str):
-            raise self.fail(tp, "the annotation is a string that does not resolve to a type")
+            raise self.fail(
+                tp,
+                "the annotation does not resolve to a type when the tool is made; define the "
+                "type at module level, or import it outside 'if TYPE_CHECKING'",
+            )
         return self._pydantic(tp)
 
     def _annotated(self, inner: Any, metadata: tuple[Any, ...]) -> dict[str, Any]:
@@ -501,7 +517,9 @@ def _say_defaults(schema: dict[str, Any], defaults: Mapping[str, Any]) -> dict[s
         prop = properties[name]
         note = f"null means the default, {orjson.dumps(value).decode()}."
         text = prop.get("description")
-        properties[name] = {"description": f"{text} ({note})" if text else note[0].upper() + note[1:]}
+        properties[name] = {
+            "description": f"{text} ({note})" if text else note[0].upper() + note[1:]
+        }
         properties[name].update({k: v for k, v in prop.items() if k != "description"})
     return schema
 
