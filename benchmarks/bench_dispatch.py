@@ -15,7 +15,9 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 import jsonschema_rs
 import orjson
@@ -44,6 +46,21 @@ ARGS = (
     '{"city":"Oslo","days":5,"fields":["temp","wind"],"location":{"country":"NO","region":"Ost"}}'
 )
 RESULT = {"city": "Oslo", "days": 5, "high": 12, "low": 3, "wind": 4, "summary": "clear"}
+
+
+class Location(BaseModel):
+    country: str
+    region: str
+
+
+async def peer_forecast(
+    city: Literal["Paris", "Oslo", "Lima", "Tokyo"],
+    days: int,
+    location: Location,
+    fields: list[str] | None = None,
+) -> dict[str, Any]:
+    """Forecast."""
+    return RESULT
 
 
 async def get_forecast(
@@ -125,7 +142,7 @@ def build_candidates() -> dict[str, Callable[[], Awaitable[Any]]]:
         from agents import function_tool
         from agents.tool_context import ToolContext
 
-        agents_tool = function_tool(get_forecast)
+        agents_tool = function_tool(peer_forecast, name_override="get_forecast")
 
         async def openai_agents() -> Any:
             tctx = ToolContext(
@@ -140,7 +157,10 @@ def build_candidates() -> dict[str, Callable[[], Awaitable[Any]]]:
         from langchain_core.tools import StructuredTool
 
         def lc_forecast(
-            city: str, days: int, location: dict[str, str], fields: list[str] | None = None
+            city: Literal["Paris", "Oslo", "Lima", "Tokyo"],
+            days: int,
+            location: Location,
+            fields: list[str] | None = None,
         ) -> dict[str, Any]:
             """Forecast."""
             return RESULT

@@ -48,6 +48,12 @@ def _get(obj: Any, key: str) -> Any:
 
 def unpack_call(call: Any) -> CallParts:
     """(id, name, arguments) from a Chat Completions or Responses-API call, dict or object."""
+    if type(call) is dict:  # the common case, checked without attribute lookups
+        fn = call.get("function")
+        if type(fn) is dict:
+            call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
+            if type(name) is str and type(arguments) is str and type(call_id) is str and call_id:
+                return call_id, name, arguments
     if isinstance(call, FunctionCall):
         return call.id, call.function.name, call.function.arguments
     fn = _get(call, "function")

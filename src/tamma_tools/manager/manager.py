@@ -51,6 +51,7 @@ from tamma_tools.manager.arguments import parse_arguments
 from tamma_tools.manager.calls import ensure_tool_messages, extract_calls, unpack_call
 from tamma_tools.manager.config import ManagerConfig
 from tamma_tools.manager.conversation import ConversationTracker
+from tamma_tools.manager.deadline import DeadlineWatch, watch_for
 from tamma_tools.manager.output import encode_result, truncate_text
 from tamma_tools.manager.policy import Policy
 from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
@@ -59,6 +60,7 @@ from tamma_tools.schema.validator import ArgumentsValidator, compile_validator
 from tamma_tools.types import (
     CallerContext,
     FunctionCall,
+    FunctionCallFunction,
     FunctionResult,
     ResourceLimits,
     ToolDefinition,
@@ -108,7 +110,6 @@ class _Prepared:
     __slots__ = (
         "context_param",
         "definition",
-        "version",
         "entry",
         "executor",
         "has_params",
@@ -122,6 +123,7 @@ class _Prepared:
         "requires_approval",
         "timeout_s",
         "validator",
+        "version",
         "windows",
     )  # fmt: skip
 
@@ -197,6 +199,7 @@ class FunctionCallingManager:
             max_conversations=self.config.max_conversations,
         )
         self._pool: ThreadPoolExecutor | None = None
+        self._watch: DeadlineWatch | None = None
         self._sync_loops = threading.local()
 
     # --- registry facade ------------------------------------------------------------------
@@ -311,7 +314,9 @@ class FunctionCallingManager:
         if prep.requires_approval and not dry_run:
             self._approvals.add(
                 PendingApproval(
-                    call=FunctionCall(id=call_id, function={"name": name, "arguments": raw}),
+                    call=FunctionCall(
+                        id=call_id, function=FunctionCallFunction(name=name, arguments=raw)
+                    ),
                     context=ctx,
                     arguments=arguments,
                     repairs=repairs,
@@ -475,8 +480,19 @@ class FunctionCallingManager:
         assert executor is not None
         try:
             if prep.is_async:
-                async with asyncio.timeout(timeout_s):
+                loop = asyncio.get_running_loop()
+                watch = self._watch
+                if watch is None or watch.loop is not loop:
+                    watch = self._watch = watch_for(loop)
+                deadline = watch.arm(timeout_s)
+                try:
                     return await executor(**kwargs)
+                except asyncio.CancelledError:
+                    if not watch.disarm(deadline):
+                        raise  # someone else cancelled us: propagate
+                    raise TimeoutError from None
+                finally:
+                    watch.disarm(deadline)
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(timeout_s):
                 return await loop.run_in_executor(
