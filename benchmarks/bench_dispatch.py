@@ -203,6 +203,8 @@ async def main(rounds: int = 21, budget_s: float = 0.03) -> None:
     floor_name = next(iter(candidates))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     ratios: dict[str, list[float]] = {name: [] for name in candidates}
+    agents_name = "openai-agents FunctionTool.on_invoke_tool"
+    vs_agents: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         order = list(candidates)
         random.shuffle(order)
@@ -210,20 +212,22 @@ async def main(rounds: int = 21, budget_s: float = 0.03) -> None:
         for name, us in this_round.items():
             samples[name].append(us)
             ratios[name].append(us / this_round[floor_name])
-    agents_name = "openai-agents FunctionTool.on_invoke_tool"
+            if agents_name in this_round:
+                vs_agents[name].append(us / this_round[agents_name])
     print(f"\nDispatch one tool call ({rounds} interleaved rounds; µs per call, medians)\n")
     header = f"{'candidate':58} {'median µs':>10} {'IQR %':>7} {'x floor':>8} {'x agents':>9}"
     print(header)
     print("-" * len(header))
-    agents_median = statistics.median(samples[agents_name]) if agents_name in samples else None
     for name in candidates:
         values = sorted(samples[name])
         median = statistics.median(values)
         q1, q3 = values[len(values) // 4], values[(3 * len(values)) // 4]
-        vs_agents = f"{median / agents_median:9.2f}" if agents_median else f"{'-':>9}"
+        agents_ratio = (
+            f"{statistics.median(vs_agents[name]):9.2f}" if vs_agents[name] else f"{'-':>9}"
+        )
         print(
             f"{name:58} {median:10.2f} {100 * (q3 - q1) / median:7.1f} "
-            f"{statistics.median(ratios[name]):8.2f} {vs_agents}"
+            f"{statistics.median(ratios[name]):8.2f} {agents_ratio}"
         )
     print("\nTargets: bare <= 0.5x openai-agents; with everything on <= 1x openai-agents.")
 
