@@ -78,14 +78,18 @@ _DEFAULT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 DEFAULT_VALUE_PATTERNS: tuple[str, ...] = tuple(pattern for pattern, _ in _DEFAULT_RULES)
 """Value patterns replaced wherever they occur, whatever the key."""
 
-# Characters a terminal or log viewer interprets: C0/C1 controls, DEL, bidi overrides and
-# isolates (Trojan Source, CVE-2021-42574), line/paragraph separators, zero-width joiners.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
 
 def escape_control(text: str) -> str:
-    """Replace every control or bidi character with a visible ``\\uXXXX`` escape."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """Replace every character a display could interpret or hide (controls, bidi overrides,
+    format characters, separators, lone surrogates) with a visible ``\\uXXXX`` escape."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def arguments_digest(raw: str) -> str:
