@@ -30,7 +30,12 @@ __all__ = [
     "PathDenied",
     "PermissionDenied",
     "PolicyDenied",
+    "ProviderAuthError",
+    "ProviderBadRequest",
     "ProviderError",
+    "ProviderRateLimited",
+    "ProviderStreamError",
+    "ProviderUnavailable",
     "RateLimited",
     "RegistryError",
     "RegistryFullError",
@@ -38,6 +43,7 @@ __all__ = [
     "RetryBudgetExhausted",
     "SandboxUnavailable",
     "SandboxViolation",
+    "StreamInterrupted",
     "TammaToolsError",
     "ToolCrashed",
     "ToolDefinitionError",
@@ -290,3 +296,48 @@ class ProviderError(TammaToolsError):
     """The model server answered with an error, or its stream broke."""
 
     code = "provider_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, body: Any = None, **details: Any
+    ) -> None:
+        super().__init__(message, **details)
+        self.status = status
+        """The HTTP status, when the server sent one."""
+        self.body = body
+        """The server's error body (parsed JSON when it was JSON), kept as the cause."""
+
+
+class ProviderAuthError(ProviderError):
+    """The server refused the credentials (HTTP 401 or 403)."""
+
+    code = "provider_auth"
+
+
+class ProviderRateLimited(ProviderError):
+    """The server's rate limit or quota is exhausted (HTTP 429) after the SDK's retries."""
+
+    code = "provider_rate_limited"
+
+
+class ProviderBadRequest(ProviderError):
+    """The server rejected the request itself (HTTP 400, 404, 409, 413, 422)."""
+
+    code = "provider_bad_request"
+
+
+class ProviderUnavailable(ProviderError):
+    """The server failed (HTTP 5xx), timed out or could not be reached, after the SDK's retries."""
+
+    code = "provider_unavailable"
+
+
+class StreamInterrupted(ProviderError):
+    """The response stream ended before the turn was complete (connection cut, no finish)."""
+
+    code = "stream_interrupted"
+
+
+class ProviderStreamError(ProviderError):
+    """The server reported an error inside a stream or a 200 body, or sent an unreadable chunk."""
+
+    code = "provider_stream_error"
