@@ -105,7 +105,8 @@ _DEFAULT_META: Final = "https://json-schema.org/draft/2020-12/schema"
 @lru_cache(maxsize=8)
 def _meta_validator(uri: str) -> Any:
     """The meta-schema as a validator; jsonschema-rs ships the meta-schemas (no network)."""
-    return jsonschema_rs.validator_for({"$ref": uri}, offline=True)
+    # The meta-schema's own dialect must be declared too, or only 2020-12 is in the registry.
+    return jsonschema_rs.validator_for({"$schema": uri, "$ref": uri}, offline=True)
 
 
 class _Issues:
