@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from tamma_tools._function_schema import CallPlan
 from tamma_tools.errors import ArgumentValidationError, ToolDefinitionError
 from tamma_tools.function_tool import (
+    CallPlan,
     ExecutorInfo,
     FunctionTool,
     describe_executor,
@@ -438,6 +438,25 @@ def test_field_description_wins_over_docstring_and_description_argument_over_sum
     assert counter.definition.function.description == "Count things."
     assert counter.definition.function.parameters is not None
     assert counter.definition.function.parameters["properties"]["n"]["description"] == "From Field."
+
+
+def test_description_argument_keeps_docstring_parameter_texts() -> None:
+    @tool(description="Say hello.")
+    def greet(name: str) -> str:
+        """Ignored summary.
+
+        Args:
+            name: Who to greet.
+        """
+        return name
+
+    function = greet.definition.function
+    assert function.description == "Say hello."
+    assert function.parameters is not None
+    assert function.parameters["properties"]["name"] == {
+        "description": "Who to greet.",
+        "type": "string",
+    }
 
 
 def test_no_docstring_means_no_description_key() -> None:

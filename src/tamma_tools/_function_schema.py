@@ -1,13 +1,13 @@
 """Python signatures and type hints -> the JSON Schema of a tool's ``parameters``.
 
 Everything here runs once, when a function becomes a tool; the result (``FunctionSchema``) holds
-the schema, the strict form when there is one, and a small call plan the executor applies per
-call (model conversion, strict-mode nulls). The JSON-native forms (``str``, ``int``, ``float``,
-``bool``, ``None``, ``Literal``, ``Enum``, unions, ``list``, ``dict[str, X]``, ``TypedDict``,
-``Annotated[..., Field(...)]``) are converted here so the schema is exactly what the tests table
-shows; anything else (pydantic models, dataclasses, ``datetime``, ``UUID``...) is described by
-pydantic, cleaned of titles and with non-recursive ``$ref`` inlined, and converted back from JSON
-by a ``TypeAdapter`` before the function sees it.
+the schema, the strict form when there is one, and what the executor must do per call (which
+parameters to convert from JSON, which nulls mean "the default"; ``function_tool.CallPlan``
+does it). The JSON-native forms (``str``, ``int``, ``float``, ``bool``, ``None``, ``Literal``,
+``Enum``, unions, ``list``, ``dict[str, X]``, ``TypedDict``, ``Annotated[..., Field(...)]``) are
+converted here so the schema is exactly what the tests table shows; anything else (pydantic
+models, dataclasses, ``datetime``, ``UUID``...) is described by pydantic, cleaned of titles and
+with non-recursive ``$ref`` inlined, and converted back from JSON before the function sees it.
 
 Strict mode (OpenAI Structured Outputs, ``shared/conformance/openai-tool-rules.md`` section 2):
 every object closed with ``additionalProperties: false``, every property required, optional
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from tamma_tools._docstrings import ParsedDocstring
-from tamma_tools.errors import ArgumentValidationError, ToolDefinitionError
+from tamma_tools.errors import ToolDefinitionError
 from tamma_tools.schema.strict import check_strict_schema
 from tamma_tools.types import CallerContext
 
@@ -49,7 +49,6 @@ __all__ = [
 _NULL: dict[str, Any] = {"type": "null"}
 _PRIMITIVES: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
 _SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
-_NON_JSON_SEQUENCES = (tuple, set, frozenset, collections.abc.Set, collections.abc.MutableSet)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 _UNIONS = (Union, types.UnionType)
 _WRAPPERS = (typing.Required, typing.NotRequired)
@@ -80,69 +79,6 @@ class NotStrictCompatible(ValueError):
     """The schema has a part OpenAI strict mode cannot express without changing its meaning."""
 
 
-class CallPlan:
-    """Per-call work between validated JSON arguments and the Python function, fixed at build.
-
-    Pickles as its inputs (annotations, names, defaults) and rebuilds its ``TypeAdapter``s on
-    the other side: a worker process gets the plan with the function through cloudpickle.
-    """
-
-    __slots__ = ("_adapters", "converters", "fill", "null_means_default")
-
-    def __init__(
-        self,
-        converters: tuple[tuple[str, Any], ...] = (),
-        null_means_default: frozenset[str] = frozenset(),
-        fill: tuple[tuple[str, Any], ...] = (),
-    ) -> None:
-        self.converters = converters
-        """(parameter, annotation) whose JSON value becomes a model, dataclass, enum member..."""
-        self.null_means_default = null_means_default
-        """Strict mode only: ``null`` for these parameters means "leave out, use the default"."""
-        self.fill = fill
-        """Defaults written ``param: T = Field(default)``: Python would pass the FieldInfo."""
-        self._adapters: tuple[tuple[str, TypeAdapter[Any]], ...] = tuple(
-            (name, TypeAdapter(tp)) for name, tp in converters
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CallPlan, (self.converters, self.null_means_default, self.fill))
-
-    def __repr__(self) -> str:
-        converted = [name for name, _ in self.converters]
-        return (
-            f"CallPlan(converters={converted!r}, null_means_default="
-            f"{sorted(self.null_means_default)!r}, fill={self.fill!r})"
-        )
-
-    @property
-    def empty(self) -> bool:
-        return not (self.converters or self.null_means_default or self.fill)
-
-    def apply(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Turn validated JSON arguments into the function's keyword arguments."""
-        out = dict(kwargs)
-        for name in self.null_means_default:
-            if name in out and out[name] is None:
-                del out[name]
-        for name, value in self.fill:
-            if name not in out:
-                out[name] = value
-        for name, adapter in self._adapters:
-            if name in out:
-                try:
-                    out[name] = adapter.validate_python(out[name])
-                except ValidationError as exc:
-                    detail = "; ".join(
-                        f"{'.'.join(str(p) for p in (name, *e['loc']))}: {e['msg']}"
-                        for e in exc.errors()
-                    )
-                    raise ArgumentValidationError(
-                        f"argument {name!r} does not fit its type: {detail}. Fix it and call again"
-                    ) from None
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class FunctionSchema:
     """What a function contributes to its tool: schema(s), strictness and the call plan."""
@@ -153,8 +89,13 @@ class FunctionSchema:
     strict_error: str | None
     """Why the tool is not strict (asked-for or automatic), for diagnostics."""
     context_param: str | None
-    plan: CallPlan
     description: str | None
+    converters: tuple[tuple[str, Any], ...]
+    """(parameter, annotation) for each parameter the function takes as a non-JSON type."""
+    null_means_default: frozenset[str]
+    """Strict only: parameters whose null the executor drops so the Python default applies."""
+    fill: tuple[tuple[str, Any], ...]
+    """Defaults written ``param: T = Field(default)``: Python itself would pass the FieldInfo."""
 
 
 def _is_context_type(annotation: Any) -> bool:
@@ -558,17 +499,6 @@ def _is_json_native(tp: Any) -> bool:
     return False
 
 
-def _check_adaptable(where: str, tp: Any) -> None:
-    try:
-        TypeAdapter(tp)
-    except Exception as exc:
-        raise ToolDefinitionError(
-            f"{where}: cannot convert JSON to {tp!r}: {exc}. On Python 3.11 a TypedDict that "
-            "holds models must come from typing_extensions",
-            code="unsupported_type",
-        ) from None
-
-
 def build_function_schema(
     fn: Callable[..., Any],
     *,
@@ -639,7 +569,6 @@ def build_function_schema(
                 optional_not_null.append(param.name)
         properties[param.name] = schema
         if not _is_json_native(annotation):
-            _check_adaptable(where, annotation)
             converters.append((param.name, annotation))
 
     loose: dict[str, Any] = {"type": "object", "properties": properties}
@@ -667,16 +596,13 @@ def build_function_schema(
     else:
         strict_error = "strict=False was asked for"
     use_strict = strict_schema is not None
-    plan = CallPlan(
-        converters=tuple(converters),
-        null_means_default=frozenset(optional_not_null) if use_strict else frozenset(),
-        fill=tuple(fill),
-    )
     return FunctionSchema(
         parameters=strict_schema if strict_schema is not None else loose,
         strict=use_strict,
         strict_error=strict_error,
         context_param=context_param,
-        plan=plan,
         description=docstring.description,
+        converters=tuple(converters),
+        null_means_default=frozenset(optional_not_null) if use_strict else frozenset(),
+        fill=tuple(fill),
     )

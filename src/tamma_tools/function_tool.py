@@ -19,14 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from tamma_tools._docstrings import parse_docstring
-from tamma_tools._function_schema import CallPlan, build_function_schema, find_context_param
-from tamma_tools.errors import ToolDefinitionError
+from tamma_tools._function_schema import build_function_schema, find_context_param
+from tamma_tools.errors import ArgumentValidationError, ToolDefinitionError
 from tamma_tools.types import FunctionDefinition, ToolDefinition, ToolMetadata
 
-__all__ = ["ExecutorInfo", "FunctionTool", "describe_executor", "tool", "tool_from_function"]
+__all__ = [
+    "CallPlan",
+    "ExecutorInfo",
+    "FunctionTool",
+    "describe_executor",
+    "tool",
+    "tool_from_function",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,6 +56,77 @@ class ExecutorInfo:
 
     is_async: bool
     context_param: str | None
+
+
+class CallPlan:
+    """Per-call work between validated JSON arguments and the Python function, fixed at build.
+
+    Pickles as its inputs (annotations, names, defaults) and rebuilds its ``TypeAdapter``s on
+    the other side: a worker process gets the plan with the function through cloudpickle.
+    """
+
+    __slots__ = ("_adapters", "converters", "fill", "null_means_default")
+
+    def __init__(
+        self,
+        converters: tuple[tuple[str, Any], ...] = (),
+        null_means_default: frozenset[str] = frozenset(),
+        fill: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        self.converters = converters
+        """(parameter, annotation) whose JSON value becomes a model, dataclass, enum member..."""
+        self.null_means_default = null_means_default
+        """Strict mode only: ``null`` for these parameters means "leave out, use the default"."""
+        self.fill = fill
+        """Defaults written ``param: T = Field(default)``: Python would pass the FieldInfo."""
+        adapters: list[tuple[str, TypeAdapter[Any]]] = []
+        for name, tp in converters:
+            try:
+                adapters.append((name, TypeAdapter(tp)))
+            except Exception as exc:
+                raise ToolDefinitionError(
+                    f"parameter {name!r}: cannot convert JSON to {tp!r}: {exc}. On Python 3.11 "
+                    "a TypedDict that holds models must come from typing_extensions",
+                    code="unsupported_type",
+                ) from None
+        self._adapters = tuple(adapters)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CallPlan, (self.converters, self.null_means_default, self.fill))
+
+    def __repr__(self) -> str:
+        converted = [name for name, _ in self.converters]
+        return (
+            f"CallPlan(converters={converted!r}, null_means_default="
+            f"{sorted(self.null_means_default)!r}, fill={self.fill!r})"
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.converters or self.null_means_default or self.fill)
+
+    def apply(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Turn validated JSON arguments into the function's keyword arguments."""
+        out = dict(kwargs)
+        for name in self.null_means_default:
+            if name in out and out[name] is None:
+                del out[name]
+        for name, value in self.fill:
+            if name not in out:
+                out[name] = value
+        for name, adapter in self._adapters:
+            if name in out:
+                try:
+                    out[name] = adapter.validate_python(out[name])
+                except ValidationError as exc:
+                    detail = "; ".join(
+                        f"{'.'.join(str(p) for p in (name, *e['loc']))}: {e['msg']}"
+                        for e in exc.errors()
+                    )
+                    raise ArgumentValidationError(
+                        f"argument {name!r} does not fit its type: {detail}. Fix it and call again"
+                    ) from None
+        return out
 
 
 class _Adapter:
@@ -127,7 +205,8 @@ class FunctionTool(Generic[P, R]):
             raise ToolDefinitionError(INVALID_NAME.format(name=tool_name), code="invalid_name")
         _refuse_unbound_method(fn, tool_name)
         meta = _metadata(tool_name, metadata, metadata_fields)
-        doc = parse_docstring(inspect.getdoc(fn) if description is None else None)
+        # description= replaces the summary only: parameter texts still come from the docstring.
+        doc = parse_docstring(inspect.getdoc(fn))
         built = build_function_schema(fn, name=tool_name, docstring=doc, strict=strict)
         function = FunctionDefinition(name=tool_name, parameters=built.parameters)
         text = description if description is not None else built.description
@@ -141,13 +220,13 @@ class FunctionTool(Generic[P, R]):
         self.context_param = built.context_param
         self.strict = built.strict
         self.strict_error = built.strict_error
-        self.plan = built.plan
-        if built.plan.empty:
+        self.plan = CallPlan(built.converters, built.null_means_default, built.fill)
+        if self.plan.empty:
             self.executor = fn
         elif self.is_async:
-            self.executor = _AsyncAdapter(fn, built.plan, built.context_param)
+            self.executor = _AsyncAdapter(fn, self.plan, built.context_param)
         else:
-            self.executor = _SyncAdapter(fn, built.plan, built.context_param)
+            self.executor = _SyncAdapter(fn, self.plan, built.context_param)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     @property
