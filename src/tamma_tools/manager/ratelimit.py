@@ -33,8 +33,16 @@ __all__ = ["InMemoryRateLimiter", "RateLimiter"]
 _MIN_WAIT = 1e-6
 """The smallest retry-after reported, so that a refusal is never 0.0 (which means admitted)."""
 
-_PRUNE_PER_CALL = 2
-"""Idle keys checked for expiry at the least recently used end on every call (amortised O(1))."""
+_PRUNE_EVERY = 16
+_PRUNE_BATCH = 32
+"""Every ``_PRUNE_EVERY`` admitted calls, up to ``_PRUNE_BATCH`` idle keys are dropped (O(1) per
+call amortised, and faster than idle keys can pile up: 2 per call against at most 1 new)."""
+
+
+def _distinct_lengths(windows: Sequence[tuple[float, int]]) -> bool:
+    if len(windows) == 2:
+        return windows[0][0] != windows[1][0]
+    return len({seconds for seconds, _limit in windows}) == len(windows)
 
 
 @runtime_checkable
@@ -59,7 +67,7 @@ class InMemoryRateLimiter:
     one in tests.
     """
 
-    __slots__ = ("_clock", "_keys", "_lock", "max_keys")
+    __slots__ = ("_admitted", "_clock", "_keys", "_lock", "max_keys")
 
     def __init__(
         self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
@@ -70,6 +78,7 @@ class InMemoryRateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: OrderedDict[str, _Logs] = OrderedDict()
+        self._admitted = 0
 
     async def acquire(self, key: str, windows: Sequence[tuple[float, int]]) -> float:
         # Nothing here awaits: the decision is a few microseconds under a thread lock, so it is
@@ -87,50 +96,60 @@ class InMemoryRateLimiter:
                 now = self._clock()
             keys = self._keys
             logs = keys.get(key)
+            wait = -1.0
             if logs is None:
-                logs = {}
-                keys[key] = logs
-                if len(keys) > self.max_keys:
-                    keys.popitem(last=False)
+                for seconds, limit in windows:
+                    if limit <= 0 and seconds > wait:
+                        wait = seconds
             else:
                 keys.move_to_end(key)
-            wait = -1.0
-            for seconds, limit in windows:
-                log = logs.get(seconds)
-                used = 0
-                if log:
-                    horizon = now - seconds
-                    while log and log[0] <= horizon:
-                        log.popleft()
-                    used = len(log)
-                if used >= limit:
-                    free_in = (log[used - limit] + seconds - now) if log and limit > 0 else seconds
-                    if free_in > wait:
-                        wait = free_in
+                for seconds, limit in windows:
+                    log = logs.get(seconds)
+                    used = 0
+                    if log:
+                        horizon = now - seconds
+                        while log and log[0] <= horizon:
+                            log.popleft()
+                        used = len(log)
+                    if used >= limit:
+                        free_in = (
+                            (log[used - limit] + seconds - now) if log and limit > 0 else seconds
+                        )
+                        if free_in > wait:
+                            wait = free_in
             if wait >= 0.0:
-                if not any(logs.values()):
+                if logs is not None and not any(logs.values()):
                     del keys[key]  # refused and holding nothing: do not let refusals fill memory
                 # Float rounding can make the wait 0.0 for an entry about to expire; a refusal
                 # must still read as one.
                 return wait if wait > 0.0 else _MIN_WAIT
-            appended: set[float] | None = set() if len(windows) > 1 else None
-            for seconds, _limit in windows:
-                if appended is not None:
-                    if seconds in appended:
-                        continue  # two windows of one length share a log: one entry per call
-                    appended.add(seconds)
-                log = logs.get(seconds)
-                if log is None:
-                    logs[seconds] = deque((now,))
-                else:
-                    log.append(now)
-            self._prune(now)
+            if logs is None:
+                logs = keys[key] = {}
+                if len(keys) > self.max_keys:
+                    keys.popitem(last=False)
+            if len(windows) == 1 or _distinct_lengths(windows):
+                for seconds, _limit in windows:
+                    log = logs.get(seconds)
+                    if log is None:
+                        logs[seconds] = deque((now,))
+                    else:
+                        log.append(now)
+            else:  # two windows of one length share a log: one entry per call, as in Redis
+                for seconds in dict.fromkeys(seconds for seconds, _limit in windows):
+                    logs.setdefault(seconds, deque()).append(now)
+            self._admitted += 1
+            if not self._admitted % _PRUNE_EVERY:
+                self._prune(now)
             return 0.0
 
     def _prune(self, now: float) -> None:
-        """Drop up to ``_PRUNE_PER_CALL`` keys at the LRU end whose entries have all expired."""
+        """Drop up to ``_PRUNE_BATCH`` keys at the LRU end whose entries have all expired.
+
+        Keys are in order of last use, so the idle ones gather at the front; stopping at the
+        first live key keeps this O(batch) however many keys there are.
+        """
         keys = self._keys
-        for _ in range(_PRUNE_PER_CALL):
+        for _ in range(_PRUNE_BATCH):
             if len(keys) < 2:
                 return
             key, logs = next(iter(keys.items()))
