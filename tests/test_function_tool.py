@@ -7,8 +7,12 @@ import dataclasses
 import enum
 import functools
 import inspect
+import pickle
 import re
+import subprocess
+import sys
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Optional
 
 import cloudpickle
@@ -606,10 +610,10 @@ def test_function_tool_is_callable_like_the_function_and_keeps_its_identity() ->
     assert made.is_async is False and made.context_param is None
 
 
-def test_plain_json_parameters_run_the_function_itself() -> None:
-    # No per-call adapter when nothing needs converting: the hot path calls the function.
+def test_plain_json_parameters_need_no_adapter() -> None:
+    # Nothing to convert: the executor is the tool itself, which calls the function directly.
     made = tool(primitives)
-    assert made.executor is primitives
+    assert made.executor is made
     assert made.plan.empty
 
 
@@ -715,6 +719,48 @@ def test_executor_with_conversions_survives_cloudpickle() -> None:
     assert clone(point={"x": 1, "y": 2, "label": None}, unit=None) == "1.0,2.0 celsius"
     assert cloudpickle.loads(cloudpickle.dumps(locate.plan)).null_means_default == {"unit"}
     assert isinstance(cloudpickle.loads(cloudpickle.dumps(locate.plan)), CallPlan)
+
+
+@tool
+def shipped_plain(city: str) -> str:
+    return f"plain:{city}"
+
+
+@tool
+def shipped_model(point: Point, unit: Unit = Unit.CELSIUS) -> str:
+    return f"{point.x}:{unit.value}"
+
+
+@pytest.mark.parametrize(
+    ("made", "args", "expected"),
+    [
+        (shipped_plain, {"city": "Oslo"}, "plain:Oslo"),
+        (shipped_model, {"point": {"x": 2, "y": 0, "label": None}, "unit": None}, "2.0:celsius"),
+    ],
+    ids=["plain", "with-plan"],
+)
+def test_module_level_executor_pickles_by_reference_into_a_fresh_process(
+    made: FunctionTool[..., Any], args: dict[str, Any], expected: str
+) -> None:
+    """A worker imports the tool by name: small payload, no copy of the module's globals."""
+    blob = pickle.dumps(made.executor)
+    assert b"tests.test_function_tool" in blob and len(blob) < 300
+    script = (
+        "import pickle, sys, json\n"
+        "executor = pickle.loads(sys.stdin.buffer.read())\n"
+        f"print(json.dumps(executor(**{args!r})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=blob,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert orjson.loads(done.stdout) == expected
+    assert pickle.loads(pickle.dumps(made)) is made
 
 
 # --- describe_executor ----------------------------------------------------------------------

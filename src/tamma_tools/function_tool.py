@@ -13,8 +13,10 @@ why. ``strict=True`` makes an unconvertible schema an error; ``strict=False`` ne
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -142,6 +144,14 @@ class _Adapter:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.fn!r}, {self.plan!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference when the tool is importable, so a worker imports it (and its module's
+        # state) instead of receiving a by-value copy of the function and its globals.
+        ref = _importable(self.fn)
+        if ref is not None:
+            return (_by_reference, (*ref, "executor"))
+        return (type(self), (self.fn, self.plan, self.context_param))
+
 
 class _SyncAdapter(_Adapter):
     __slots__ = ()
@@ -155,6 +165,26 @@ class _AsyncAdapter(_Adapter):
 
     async def __call__(self, /, **kwargs: Any) -> Any:
         return await self.fn(**self.plan.apply(kwargs))
+
+
+def _importable(fn: Callable[..., Any]) -> tuple[str, str] | None:
+    """(module, qualname) when importing them gives the ``@tool`` made of ``fn``."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<locals>" in qualname:
+        return None
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return (module, qualname) if isinstance(obj, FunctionTool) and obj.fn is fn else None
+
+
+def _by_reference(module: str, qualname: str, part: str) -> Any:
+    """Unpickling side of ``_importable``: the tool, or its executor, imported by name."""
+    obj: Any = importlib.import_module(module)
+    for name in qualname.split("."):
+        obj = getattr(obj, name)
+    return obj.executor if part == "executor" else obj
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -222,7 +252,9 @@ class FunctionTool(Generic[P, R]):
         self.strict_error = built.strict_error
         self.plan = CallPlan(built.converters, built.null_means_default, built.fill)
         if self.plan.empty:
-            self.executor = fn
+            # Calling the tool is calling the function; being the executor also lets the
+            # sandbox ship it by import path (``module.name`` is this object, not ``fn``).
+            self.executor = self
         elif self.is_async:
             self.executor = _AsyncAdapter(fn, self.plan, built.context_param)
         else:
@@ -238,6 +270,12 @@ class FunctionTool(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"FunctionTool({self.name!r}, strict={self.strict}, is_async={self.is_async})"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        ref = _importable(self.fn)
+        if ref is not None:
+            return (_by_reference, (*ref, "tool"))
+        return super().__reduce_ex__(protocol)
 
     def to_openai(self) -> dict[str, Any]:
         """The tool as the Chat Completions API takes it."""
