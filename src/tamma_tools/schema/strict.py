@@ -701,7 +701,11 @@ def to_strict_schema(
     Anything else that breaks the subset (``oneOf``, ``patternProperties``, an open map, a
     format outside the list, size limits...) is left as is and listed in ``unconvertible``.
     """
-    out = copy.deepcopy(schema)
+    try:
+        out = copy.deepcopy(schema)
+    except RecursionError:
+        issue = ValidationIssue("", "schema nests too deeply to convert", STRICT_TOO_COMPLEX)
+        return schema, StrictReport(converted=False, unconvertible=[issue])
     converter = _Converter(out)
     with contextlib.suppress(RecursionError):  # the check below reports the nesting
         out = converter.convert(out, "")
