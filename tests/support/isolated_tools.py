@@ -149,3 +149,27 @@ def remember(value: int) -> list[int]:
     seen = globals().setdefault("_SEEN", [])
     seen.append(value)
     return list(seen)
+
+
+def heap_has_secret(digest: str) -> bool:
+    """Whether any string reachable in this interpreter hashes to ``digest``.
+
+    The test passes only the hash, so the secret itself never enters this process through the
+    call; finding it means the process inherited the application's memory.
+    """
+    import gc
+    import hashlib
+
+    seen = 0
+    for obj in gc.get_objects():
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list | tuple) else ()
+        for item in values:
+            if isinstance(item, str) and hashlib.sha256(item.encode("utf-8", "replace")).hexdigest() == digest:
+                return True
+            seen += 1
+    return False
+
+
+async def async_sleep_then(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "done"

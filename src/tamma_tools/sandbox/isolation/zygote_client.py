@@ -35,6 +35,10 @@ class ZygoteDied(Exception):
     """The zygote is gone (crashed or killed); the caller restarts it."""
 
 
+class _NotStarted(ZygoteDied):
+    """The zygote went away before it forked the child for this call."""
+
+
 class KillSwitch:
     """Kills one running child; the first reason given wins (deadline, cap, cancel)."""
 
@@ -190,8 +194,28 @@ class ZygoteClient:
         result_cap: int,
         switch: KillSwitch,
     ) -> ChildOutcome:
-        """Run one call in a fresh child and supervise it until the zygote has reaped it."""
+        """Run one call in a fresh child and supervise it until the zygote has reaped it.
+
+        A zygote that died before it started the child (killed, crashed) is restarted and the
+        call is tried once more; nothing of the call ran, so the retry cannot repeat effects.
+        """
         deadline = time.monotonic() + timeout_s
+        try:
+            return self._run_once(spec, payload, blob, deadline, output_cap, result_cap, switch)
+        except _NotStarted:
+            with self._lock:
+                self.restarts += 1
+                self._discard_locked()
+            try:
+                return self._run_once(spec, payload, blob, deadline, output_cap, result_cap,
+                                      switch)  # fmt: skip
+            except _NotStarted as exc:
+                raise ZygoteDied(str(exc)) from None
+
+    def _run_once(
+        self, spec: dict[str, Any], payload: bytes, blob: bytes | None, deadline: float,
+        output_cap: int, result_cap: int, switch: KillSwitch,
+    ) -> ChildOutcome:  # fmt: skip
         chan, chan_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         result_r, result_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -218,9 +242,9 @@ class ZygoteClient:
         try:
             msg, fds, _, _ = socket.recv_fds(chan, protocol.MAX_CONTROL_FRAME, 1)
         except OSError as exc:
-            raise ZygoteDied(f"no answer from the zygote: {exc}") from exc
+            raise _NotStarted(f"no answer from the zygote: {exc}") from exc
         if not msg or not fds:
-            raise ZygoteDied("the zygote closed the call channel before starting the child")
+            raise _NotStarted("the zygote closed the call channel before starting the child")
         pidfd = fds[0]
         try:
             ack = protocol.decode(msg[protocol.HEADER.size :])
