@@ -91,7 +91,7 @@ class RegisteredTool:
     context_param: str | None = None
     """Keyword that receives the ``CallerContext``; the manager adds it to the arguments."""
     source: FunctionTool[..., Any] | None = None
-    """The ``@tool`` it came from: its ``fn`` is what isolation ships to a worker."""
+    """The ``@tool`` it came from (original ``fn``, call plan), when it came from one."""
     version: int = 0
     """Bumped by every change to this entry; cache prepared state keyed on (name, version)."""
 
