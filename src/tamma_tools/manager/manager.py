@@ -449,11 +449,15 @@ class FunctionCallingManager:
                 observer.on_call_started(call_id, prep.name, ctx)
             except Exception:
                 log.exception("observer %r failed", observer)
-        if prep.isolation == "in_process":
-            value = await self._run_in_process(prep, kwargs, timeout_s)
-            layers: tuple[str, ...] = ()
-        else:
-            value, layers = await self._run_isolated(prep, call_id, arguments, ctx, timeout_s)
+        try:
+            if prep.isolation == "in_process":
+                value = await self._run_in_process(prep, kwargs, timeout_s)
+                layers: tuple[str, ...] = ()
+            else:
+                value, layers = await self._run_isolated(prep, call_id, arguments, ctx, timeout_s)
+        except TammaToolsError as exc:
+            exc.details.setdefault("isolation", prep.isolation)
+            raise
 
         content = encode_result(value)
         content, cut = truncate_text(content, max_output)
@@ -571,9 +575,10 @@ class FunctionCallingManager:
         rule = getattr(exc, "rule", None) or None
         if outcome == "denied" and rule is None:
             rule = exc.code
+        isolation = details.pop("isolation", "in_process")
         self._record(
             call_id, name, raw, ctx, outcome, started,
-            error_code=exc.code, error=exc.message, rule=rule,
+            error_code=exc.code, error=exc.message, rule=rule, isolation=isolation,
         )  # fmt: skip
         return FunctionResult(
             tool_call_id=call_id,
