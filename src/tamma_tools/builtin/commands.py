@@ -47,7 +47,7 @@ RUN_COMMAND_DEFINITION = ToolDefinition.model_validate(
         },
         "metadata": {
             "category": "system",
-            "permissions": ["system:commands"],
+            "permissions": ["system:commands", "file:read"],
             "isolation": "in_process",
             "destructive": True,
             "tags": ["builtin", "commands"],
@@ -62,6 +62,6 @@ def run_command_tool(
     """The definition and an executor bound to ``sandbox`` (register both with the manager)."""
 
     async def run_command(argv: list[str], context: CallerContext) -> dict[str, Any]:
-        return await sandbox.run_command(argv, context=context)
+        return await sandbox.run_command(argv, context=context, tool=RUN_COMMAND_DEFINITION)
 
     return RUN_COMMAND_DEFINITION, run_command

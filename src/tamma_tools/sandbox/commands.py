@@ -7,7 +7,8 @@ Off by default (``SandboxConfig.enable_system_commands``). When on:
 * ``argv[0]`` must be on ``SandboxConfig.allowed_commands``, by bare name (resolved on a fixed
   ``PATH``, never the application's) or by exact absolute path. Relative paths are refused.
 * The command runs in the ``process`` sandbox with exec allowed, with the first allowed root as
-  its working directory, as PID 1 of a fresh PID namespace: killing the call kills every process
+  its working directory (read-only unless the tool passed in declares ``file:write``; the default
+  tool declares ``file:read``), as PID 1 of a fresh PID namespace: killing the call kills every process
   it started, ``setsid`` daemons included (research/sandbox.md §2.2: ``killpg`` misses them).
 """
 
@@ -48,7 +49,7 @@ RELATIVE_TEXT = "command {name!r} is a relative path; use a bare name or an abso
 
 _COMMAND_TOOL = ToolDefinition.model_validate(
     {"type": "function", "function": {"name": "run_command"},
-     "metadata": {"permissions": ["system:commands"], "isolation": "process"}}
+     "metadata": {"permissions": ["system:commands", "file:read"], "isolation": "process"}}
 )  # fmt: skip
 
 
