@@ -1,0 +1,152 @@
+"""OpenTelemetry spans: GenAI conventions, opt-in content, no-op without a provider."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from tamma_tools.events import CallRecord
+from tamma_tools.observability import TracingObserver
+from tamma_tools.types import CallerContext
+
+CTX = CallerContext(user_id="u")
+
+
+def rec(call_id: str, tool: str, outcome: Any, **kw: Any) -> CallRecord:
+    kw.setdefault("arguments", '{"q": "x"}')
+    return CallRecord(call_id=call_id, tool=tool, outcome=outcome, context=CTX,
+                      timestamp=time.time(), **kw)  # fmt: skip
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    p = TracerProvider()
+    p.add_span_processor(SimpleSpanProcessor(exporter))
+    return p
+
+
+def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
+def test_an_executed_call_gives_one_execute_tool_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider)
+    tracer.on_call_started("call_1", "get_weather", CTX)
+    assert exporter.get_finished_spans() == ()  # open while the tool runs
+    tracer.on_call_finished(rec("call_1", "get_weather", "executed", isolation="process",
+                                sandbox_layers=("rlimits", "seccomp"), result_size=17))  # fmt: skip
+    span = only_span(exporter)
+    assert span.name == "execute_tool get_weather"
+    assert span.kind == trace.SpanKind.INTERNAL
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "execute_tool"
+    assert attrs["gen_ai.tool.name"] == "get_weather"
+    assert attrs["gen_ai.tool.call.id"] == "call_1"
+    assert attrs["gen_ai.tool.type"] == "function"
+    assert attrs["tamma.outcome"] == "executed"
+    assert attrs["tamma.sandbox_layers"] == ("rlimits", "seccomp")
+    assert "gen_ai.tool.call.arguments" not in attrs and "gen_ai.tool.call.result" not in attrs
+    assert span.status.status_code == StatusCode.UNSET
+
+
+def test_spans_nest_under_the_callers_current_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider)
+    with provider.get_tracer("app").start_as_current_span("invoke_agent") as parent:
+        tracer.on_call_started("call_1", "t", CTX)
+        tracer.on_call_finished(rec("call_1", "t", "executed"))
+    child = next(s for s in exporter.get_finished_spans() if s.name == "execute_tool t")
+    assert child.parent is not None
+    assert child.parent.span_id == parent.get_span_context().span_id
+
+
+def test_a_denied_call_gets_an_error_span_covering_the_decision(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider)
+    tracer.on_call_finished(rec("call_2", "read_file", "denied", rule="path.outside_roots",
+                                error_code="path_denied", error="path is outside the allowed roots",
+                                duration_ms=2.0))  # fmt: skip
+    span = only_span(exporter)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.status.description == "path is outside the allowed roots"
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "path_denied"
+    assert attrs["tamma.rule"] == "path.outside_roots"
+    assert span.end_time is not None and span.start_time is not None
+    assert span.end_time - span.start_time == pytest.approx(2_000_000, abs=1000)
+
+
+def test_repair_records_do_not_make_their_own_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider)
+    tracer.on_call_finished(rec("c", "t", "repaired", repairs=("trailing_comma",)))
+    tracer.on_call_started("c", "t", CTX)
+    tracer.on_call_finished(rec("c", "t", "executed", repairs=("trailing_comma",)))
+    span = only_span(exporter)
+    assert dict(span.attributes or {})["tamma.repairs"] == ("trailing_comma",)
+
+
+def test_arguments_and_results_only_when_opted_in_and_redacted(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider, capture_arguments=True, capture_results=True)
+    tracer.on_call_started("c", "login", CTX)
+    tracer.on_call_finished(rec("c", "login", "executed", arguments='{"user": "bob", "password": "hunter2!"}',
+                                extra={"result": "session sk-abcdefghijklmnopqrstu ok"}))  # fmt: skip
+    attrs = dict(only_span(exporter).attributes or {})
+    assert attrs["gen_ai.tool.call.arguments"] == '{"user":"bob","password":"[REDACTED]"}'
+    assert attrs["gen_ai.tool.call.result"] == "session [REDACTED] ok"
+
+
+@pytest.fixture
+def global_provider_reset() -> Iterator[None]:
+    # OpenTelemetry allows setting the global provider once; tests restore the unset state.
+    saved = trace._TRACER_PROVIDER
+    saved_once = trace._TRACER_PROVIDER_SET_ONCE._done
+    yield
+    trace._TRACER_PROVIDER = saved
+    trace._TRACER_PROVIDER_SET_ONCE._done = saved_once
+
+
+def test_no_op_until_opentelemetry_is_configured_then_picked_up(
+    global_provider_reset: None, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(recheck_s=0.0)
+    tracer.on_call_started("a", "t", CTX)
+    tracer.on_call_finished(rec("a", "t", "executed"))
+    assert tracer._open == {}
+    trace.set_tracer_provider(provider)
+    tracer.on_call_started("b", "t", CTX)
+    tracer.on_call_finished(rec("b", "t", "executed"))
+    assert [s.attributes["gen_ai.tool.call.id"] for s in exporter.get_finished_spans()] == ["b"]  # type: ignore[index]
+
+
+def test_unfinished_spans_are_bounded(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    from tamma_tools.observability import tracing
+
+    tracer = TracingObserver(tracer_provider=provider)
+    for i in range(tracing._MAX_OPEN_SPANS + 5):
+        tracer.on_call_started(f"c{i}", "t", CTX)
+    assert len(tracer._open) == tracing._MAX_OPEN_SPANS
+    assert len(exporter.get_finished_spans()) == 5
