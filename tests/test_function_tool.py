@@ -874,3 +874,78 @@ async def test_a_tool_runs_through_the_manager_with_context_models_and_defaults(
     # The strict schema is enforced before the tool runs: a missing property is refused.
     bad = await mgr.execute_function_call(_call("locate", {"point": {"x": 1, "y": 2}}), caller)
     assert not bad.success and bad.error_code == "schema_violation"
+
+
+_LEAF_TYPES: list[tuple[Any, st.SearchStrategy[Any]]] = [
+    (str, st.text(max_size=3)),
+    (int, st.integers(-(2**53), 2**53)),
+    (float, st.floats(allow_nan=False, allow_infinity=False)),
+    (bool, st.booleans()),
+    (Literal["a", "b"], st.sampled_from(["a", "b"])),
+    (Unit, st.sampled_from(["celsius", "fahrenheit"])),
+]
+
+
+def _nest(
+    inner: st.SearchStrategy[tuple[Any, st.SearchStrategy[Any]]],
+) -> st.SearchStrategy[tuple[Any, st.SearchStrategy[Any]]]:
+    return st.one_of(
+        inner.map(lambda tv: (list[tv[0]], st.lists(tv[1], max_size=3))),  # type: ignore[name-defined]
+        inner.map(lambda tv: (Optional[tv[0]], st.none() | tv[1])),  # noqa: UP045
+        inner.map(
+            lambda tv: (dict[str, tv[0]], st.dictionaries(st.text(max_size=3), tv[1], max_size=2))  # type: ignore[name-defined]
+        ),
+    )
+
+
+_typed_values = st.recursive(st.sampled_from(_LEAF_TYPES), _nest, max_leaves=4)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), typed=st.lists(_typed_values, min_size=1, max_size=3))
+def test_nested_annotations_give_valid_schemas_that_accept_their_values(
+    data: st.DataObject, typed: list[tuple[Any, st.SearchStrategy[Any]]]
+) -> None:
+    """Any nesting of the supported forms: a valid definition, strict when it should be, and
+    every value of the annotated type passes the schema and reaches the function intact."""
+    from jsonschema import Draft202012Validator
+
+    from tamma_tools.schema.definition import validate_tool_definition
+
+    names = [f"p{i}" for i in range(len(typed))]
+    received: dict[str, Any] = {}
+
+    def target(**kwargs: Any) -> None:
+        received.update(kwargs)
+
+    target.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t)
+            for n, (t, _) in zip(names, typed, strict=True)
+        ]
+    )
+    made = tool(name="nested")(target)
+    params = made.definition.function.parameters
+    assert params is not None
+    Draft202012Validator.check_schema(params)
+    result = validate_tool_definition(made.definition)
+    assert result.valid, result.summary()
+    has_map = any("dict[" in repr(t) for t, _ in typed)
+    assert made.strict is not has_map, made.strict_error
+    if made.strict:
+        assert check_strict_schema(params).valid
+    args = {n: data.draw(values, label=n) for n, (_, values) in zip(names, typed, strict=True)}
+    assert Draft202012Validator(params).is_valid(args)
+    assert compile_validator(params).is_valid(args)
+    made.executor(**args)
+    assert _as_json(received) == args
