@@ -7,7 +7,7 @@ record. A failure at any step becomes a ``FunctionResult`` with ``success=False`
 ``execute_function_call``.
 
 The per-call path avoids per-call reflection: everything derivable from a tool's definition is
-computed once (``_Prepared``) and reused until the registry entry changes.
+computed once (``Prepared``) and reused until the registry entry changes.
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ from tamma_tools.errors import (
     ArgumentError,
     ArgumentValidationError,
     CallRejected,
-    ExecutionCancelled,
     ExecutorMissing,
     LoopDetected,
     PermissionDenied,
-    PolicyDenied,
     RateLimited,
-    ResourceLimitExceeded,
     RetryBudgetExhausted,
     TammaToolsError,
     ToolCrashed,
@@ -48,15 +45,16 @@ from tamma_tools.errors import (
 from tamma_tools.events import CallObserver, CallRecord, Outcome
 from tamma_tools.manager.approvals import ApprovalQueue, PendingApproval
 from tamma_tools.manager.arguments import parse_arguments
+from tamma_tools.manager.batch import plan_batch, run_sync, share_duplicates
 from tamma_tools.manager.calls import ensure_tool_messages, extract_calls, unpack_call
 from tamma_tools.manager.config import ManagerConfig
 from tamma_tools.manager.conversation import ConversationTracker
 from tamma_tools.manager.deadline import DeadlineWatch, watch_for
 from tamma_tools.manager.output import encode_result, truncate_text
 from tamma_tools.manager.policy import Policy
+from tamma_tools.manager.prepared import Prepared, outcome_of
 from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
 from tamma_tools.sandbox.config import SandboxConfig, effective_limits
-from tamma_tools.schema.validator import ArgumentsValidator, compile_validator
 from tamma_tools.types import (
     CallerContext,
     FunctionCall,
@@ -68,7 +66,7 @@ from tamma_tools.types import (
 )
 
 if TYPE_CHECKING:
-    from tamma_tools.registry import RegisteredTool, ToolRegistry
+    from tamma_tools.registry import ToolRegistry
     from tamma_tools.sandbox.sandbox import ExecutionSandbox
 
 __all__ = ["FunctionCallingManager"]
@@ -79,83 +77,6 @@ T = TypeVar("T")
 ANONYMOUS = CallerContext()
 _NO_LIMITS = ResourceLimits()
 _EXCEPTION_TEXT_LIMIT = 500
-
-# Which outcome each error family records.
-_OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
-    (ToolNotFound, "unknown_tool"),
-    (ToolDisabled, "unknown_tool"),
-    (ExecutorMissing, "unknown_tool"),
-    (LoopDetected, "denied"),
-    (ArgumentError, "invalid_arguments"),
-    (RateLimited, "rate_limited"),
-    (ApprovalRequired, "pending_approval"),
-    (CallRejected, "rejected"),
-    (PolicyDenied, "denied"),
-    (ToolTimeout, "timed_out"),
-    (ResourceLimitExceeded, "resource_limit"),
-    (ExecutionCancelled, "cancelled"),
-)
-
-
-def _outcome_of(exc: BaseException) -> Outcome:
-    for cls, outcome in _OUTCOMES:
-        if isinstance(exc, cls):
-            return outcome
-    return "failed"
-
-
-class _Prepared:
-    """Everything the call path needs about one tool, derived once from its registry entry."""
-
-    __slots__ = (
-        "context_param",
-        "definition",
-        "entry",
-        "executor",
-        "has_params",
-        "idempotent",
-        "is_async",
-        "isolation",
-        "max_output_bytes",
-        "name",
-        "permissions",
-        "read_only",
-        "requires_approval",
-        "timeout_s",
-        "validator",
-        "version",
-        "windows",
-    )  # fmt: skip
-
-    def __init__(self, entry: RegisteredTool, config: ManagerConfig, sandbox: SandboxConfig):
-        defn: ToolDefinition = entry.definition
-        meta = defn.metadata
-        params = defn.function.parameters
-        self.entry = entry
-        self.version = entry.version
-        self.definition = defn
-        self.name = defn.function.name
-        self.executor: Callable[..., Any] | None = entry.executor
-        self.is_async: bool = entry.is_async
-        self.context_param: str | None = entry.context_param
-        self.validator: ArgumentsValidator = compile_validator(params)
-        self.has_params = bool(params and params.get("properties"))
-        self.permissions = frozenset(meta.permissions)
-        self.windows = meta.rate_limit.windows() if meta.rate_limit else []
-        self.requires_approval = meta.requires_approval
-        self.idempotent = meta.idempotent
-        self.read_only = meta.read_only
-        self.isolation = meta.isolation or sandbox.default_isolation
-        self.timeout_s = min(
-            t
-            for t in (config.default_timeout_s, meta.timeout_s, sandbox.max_execution_time_s)
-            if t is not None
-        )
-        self.max_output_bytes = min(
-            b
-            for b in (config.max_output_bytes, meta.max_output_bytes, sandbox.max_output_bytes)
-            if b is not None
-        )
 
 
 class FunctionCallingManager:
@@ -191,7 +112,7 @@ class FunctionCallingManager:
         self._listeners: dict[str, list[Callable[[CallRecord], None]]] = {}
         self.history: deque[CallRecord] = deque(maxlen=self.config.history_size or 1)
         self._keep_history = self.config.history_size > 0
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[str, Prepared] = {}
         self._approvals = ApprovalQueue(self.config.max_pending_approvals)
         self._conversations = ConversationTracker(
             retry_budget=self.config.retry_budget,
@@ -331,7 +252,7 @@ class FunctionCallingManager:
             prep, call_id, raw, arguments, repairs, ctx, dry_run, started
         )
 
-    def _lookup(self, name: str) -> _Prepared:
+    def _lookup(self, name: str) -> Prepared:
         entry = self.registry.find(name)
         if entry is None:
             names = self.registry.names()
@@ -347,12 +268,12 @@ class FunctionCallingManager:
             raise ExecutorMissing(f"tool {name!r} has no executor bound and cannot run", tool=name)
         prep = self._prepared.get(name)
         if prep is None or prep.entry is not entry or prep.version != entry.version:
-            prep = _Prepared(entry, self.config, self.sandbox_config)
+            prep = Prepared(entry, self.config, self.sandbox_config)
             self._prepared[name] = prep
         return prep
 
     def _intake(
-        self, prep: _Prepared, raw: str, ctx: CallerContext
+        self, prep: Prepared, raw: str, ctx: CallerContext
     ) -> tuple[dict[str, Any], list[str]]:
         """Parse, validate and check for loops; counts bad-argument retries per conversation."""
         session = ctx.session_id
@@ -400,7 +321,7 @@ class FunctionCallingManager:
 
     async def _admit_and_execute(
         self,
-        prep: _Prepared,
+        prep: Prepared,
         call_id: str,
         raw: str,
         arguments: dict[str, Any],
@@ -478,7 +399,7 @@ class FunctionCallingManager:
         return result
 
     async def _run_in_process(
-        self, prep: _Prepared, kwargs: dict[str, Any], timeout_s: float
+        self, prep: Prepared, kwargs: dict[str, Any], timeout_s: float
     ) -> Any:
         executor = prep.executor
         assert executor is not None
@@ -517,7 +438,7 @@ class FunctionCallingManager:
             ) from exc
 
     async def _run_isolated(
-        self, prep: _Prepared, call_id: str, arguments: dict[str, Any], ctx: CallerContext,
+        self, prep: Prepared, call_id: str, arguments: dict[str, Any], ctx: CallerContext,
         timeout_s: float,
     ) -> tuple[Any, tuple[str, ...]]:  # fmt: skip
         sandbox = self.sandbox
@@ -562,7 +483,7 @@ class FunctionCallingManager:
         self, call_id: str, name: str, raw: str, ctx: CallerContext, exc: TammaToolsError,
         started: float,
     ) -> FunctionResult:  # fmt: skip
-        outcome = _outcome_of(exc)
+        outcome = outcome_of(exc)
         details: dict[str, Any] = dict(exc.details)
         issues = getattr(exc, "issues", None)
         if issues:
@@ -633,22 +554,7 @@ class FunctionCallingManager:
             return []
         if len(calls) == 1:
             return [await self.execute_function_call(calls[0], context)]
-        unique: dict[tuple[str, str], int] = {}
-        plan: list[tuple[Any, int | None]] = []  # (call, index of the call it duplicates)
-        for call in calls:
-            try:
-                _, name, raw = unpack_call(call)
-            except (ValueError, TypeError):
-                plan.append((call, None))
-                continue
-            entry = self.registry.find(name)
-            if entry is not None and entry.definition.metadata.idempotent:
-                first = unique.get((name, raw))
-                if first is not None:
-                    plan.append((call, first))
-                    continue
-                unique[(name, raw)] = len(plan)
-            plan.append((call, None))
+        plan = plan_batch(calls, self.registry)
 
         semaphore = asyncio.Semaphore(self.config.max_concurrent_calls)
 
@@ -661,15 +567,7 @@ class FunctionCallingManager:
         results: list[FunctionResult | None] = [None] * len(plan)
         for (i, _), result in zip(runs, done, strict=True):
             results[i] = result
-        for i, (call, dup) in enumerate(plan):
-            if dup is not None:
-                original = results[dup]
-                assert original is not None
-                results[i] = replace(
-                    original,
-                    tool_call_id=unpack_call(call)[0],
-                    details={"shared_with": original.tool_call_id},
-                )
+        share_duplicates(plan, results)
         return [r for r in results if r is not None]
 
     @staticmethod
@@ -722,20 +620,7 @@ class FunctionCallingManager:
     # --- sync wrappers and lifecycle ------------------------------------------------------
 
     def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            coro.close()
-            raise RuntimeError(
-                "the *_sync methods cannot run inside an event loop; await the async method instead"
-            )
-        loop: asyncio.AbstractEventLoop | None = getattr(self._sync_loops, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = asyncio.new_event_loop()
-            self._sync_loops.loop = loop
-        return loop.run_until_complete(coro)
+        return run_sync(self._sync_loops, coro)
 
     def execute_function_call_sync(
         self, call: Any, context: CallerContext | None = None, *, dry_run: bool = False

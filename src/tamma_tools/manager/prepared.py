@@ -1,0 +1,109 @@
+"""What the manager derives once per tool, and how errors map to recorded outcomes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tamma_tools.errors import (
+    ApprovalRequired,
+    ArgumentError,
+    CallRejected,
+    ExecutionCancelled,
+    ExecutorMissing,
+    LoopDetected,
+    PolicyDenied,
+    RateLimited,
+    ResourceLimitExceeded,
+    ToolDisabled,
+    ToolNotFound,
+    ToolTimeout,
+)
+from tamma_tools.events import Outcome
+from tamma_tools.manager.config import ManagerConfig
+from tamma_tools.sandbox.config import SandboxConfig
+from tamma_tools.schema.validator import ArgumentsValidator, compile_validator
+from tamma_tools.types import ToolDefinition
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tamma_tools.registry import RegisteredTool
+
+__all__ = ["Prepared", "outcome_of"]
+
+# Which outcome each error family records.
+_OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
+    (ToolNotFound, "unknown_tool"),
+    (ToolDisabled, "unknown_tool"),
+    (ExecutorMissing, "unknown_tool"),
+    (LoopDetected, "denied"),
+    (ArgumentError, "invalid_arguments"),
+    (RateLimited, "rate_limited"),
+    (ApprovalRequired, "pending_approval"),
+    (CallRejected, "rejected"),
+    (PolicyDenied, "denied"),
+    (ToolTimeout, "timed_out"),
+    (ResourceLimitExceeded, "resource_limit"),
+    (ExecutionCancelled, "cancelled"),
+)
+
+
+def outcome_of(exc: BaseException) -> Outcome:
+    for cls, outcome in _OUTCOMES:
+        if isinstance(exc, cls):
+            return outcome
+    return "failed"
+
+
+class Prepared:
+    """Everything the call path needs about one tool, derived once from its registry entry."""
+
+    __slots__ = (
+        "context_param",
+        "definition",
+        "entry",
+        "executor",
+        "has_params",
+        "idempotent",
+        "is_async",
+        "isolation",
+        "max_output_bytes",
+        "name",
+        "permissions",
+        "read_only",
+        "requires_approval",
+        "timeout_s",
+        "validator",
+        "version",
+        "windows",
+    )  # fmt: skip
+
+    def __init__(self, entry: RegisteredTool, config: ManagerConfig, sandbox: SandboxConfig):
+        defn: ToolDefinition = entry.definition
+        meta = defn.metadata
+        params = defn.function.parameters
+        self.entry = entry
+        self.version = entry.version
+        self.definition = defn
+        self.name = defn.function.name
+        self.executor: Callable[..., Any] | None = entry.executor
+        self.is_async: bool = entry.is_async
+        self.context_param: str | None = entry.context_param
+        self.validator: ArgumentsValidator = compile_validator(params)
+        self.has_params = bool(params and params.get("properties"))
+        self.permissions = frozenset(meta.permissions)
+        self.windows = meta.rate_limit.windows() if meta.rate_limit else []
+        self.requires_approval = meta.requires_approval
+        self.idempotent = meta.idempotent
+        self.read_only = meta.read_only
+        self.isolation = meta.isolation or sandbox.default_isolation
+        self.timeout_s = min(
+            t
+            for t in (config.default_timeout_s, meta.timeout_s, sandbox.max_execution_time_s)
+            if t is not None
+        )
+        self.max_output_bytes = min(
+            b
+            for b in (config.max_output_bytes, meta.max_output_bytes, sandbox.max_output_bytes)
+            if b is not None
+        )
