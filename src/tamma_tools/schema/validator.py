@@ -119,12 +119,6 @@ _MESSAGES: Final[dict[str, tuple[str, _Formatter]]] = {
         "type",
         lambda k, v: f"expected {' or '.join(k['types'])}, got {_json_type(v)} {quote_value(v)}",
     ),
-    "Enum": (
-        "enum",
-        lambda k, v: (
-            f"{quote_value(v)} is not one of the allowed values: {_list_values(k['options'])}"
-        ),
-    ),
     "Constant": (
         "constant",
         lambda k, v: f"must be exactly {quote_value(k['expected_value'])}, got {quote_value(v)}",
@@ -232,19 +226,13 @@ def _alternatives_message(schema: Any, schema_path: list[str | int], value: Any,
     return f"{head}: expected {described}"
 
 
-def _additional_properties_message(
-    schema: Any, schema_path: list[str | int], unexpected: list[str]
-) -> str:
-    """Name the unexpected keys and, when the schema lists them, the keys that are allowed."""
-    names = ", ".join(quote_value(u, 40) for u in unexpected[:MAX_LISTED_VALUES])
-    if len(unexpected) > MAX_LISTED_VALUES:
-        names += f" ... and {len(unexpected) - MAX_LISTED_VALUES} more"
-    head = f"unexpected propert{'y' if len(unexpected) == 1 else 'ies'} {names}"
+def _allowed_properties(schema: Any, schema_path: list[str | int]) -> str:
+    """The tail of an additional-property message: which keys this object does take."""
     node = _schema_at(schema, schema_path[:-1])  # the path ends at "additionalProperties"
     allowed = list(node.get("properties", {})) if isinstance(node, dict) else []
     if not allowed:
-        return f"{head}; this object takes no other properties"
-    return f"{head}; allowed properties are: {_list_values(allowed)}"
+        return "; this object takes no other properties"
+    return f"; allowed properties are: {_list_values(allowed)}"
 
 
 class ArgumentsValidator:
@@ -254,7 +242,7 @@ class ArgumentsValidator:
     invalid arguments and turns every violation into a message the model can act on.
     """
 
-    __slots__ = ("_validator", "is_valid", "max_errors", "schema")
+    __slots__ = ("_listings", "_validator", "is_valid", "max_errors", "schema")
 
     def __init__(
         self,
@@ -271,6 +259,9 @@ class ArgumentsValidator:
         """
         self.schema = schema
         self.max_errors = max_errors
+        # Allowed-values text per schema location: it depends on the schema only, so it is
+        # rendered once, not for every bad call.
+        self._listings: dict[tuple[Any, ...], str] = {}
         cls = _VALIDATOR_CLASSES[draft] if draft else jsonschema_rs.validator_for
         try:
             self._validator = cls(schema, validate_formats=assert_formats or None, offline=True)
@@ -318,10 +309,23 @@ class ArgumentsValidator:
         except Exception:  # defensive: an unknown kind without values
             values = {}
         if name == "AdditionalProperties":
-            message = _additional_properties_message(
-                self.schema, list(err.schema_path), list(values.get("unexpected", []))
-            )
-            return ValidationIssue(path=path, message=message, code="additional_properties")
+            unexpected = list(values.get("unexpected", []))
+            names = ", ".join(quote_value(u, 40) for u in unexpected[:MAX_LISTED_VALUES])
+            if len(unexpected) > MAX_LISTED_VALUES:
+                names += f" ... and {len(unexpected) - MAX_LISTED_VALUES} more"
+            head = f"unexpected propert{'y' if len(unexpected) == 1 else 'ies'} {names}"
+            key = (name, *err.schema_path)
+            tail = self._listings.get(key)
+            if tail is None:
+                tail = self._listings[key] = _allowed_properties(self.schema, list(err.schema_path))
+            return ValidationIssue(path=path, message=head + tail, code="additional_properties")
+        if name == "Enum":
+            key = (name, *err.schema_path)
+            allowed = self._listings.get(key)
+            if allowed is None:
+                allowed = self._listings[key] = _list_values(list(values.get("options", [])))
+            message = f"{quote_value(err.instance)} is not one of the allowed values: {allowed}"
+            return ValidationIssue(path=path, message=message, code="enum")
         if name in ("AnyOf", "OneOfNotValid"):
             word, code = ("anyOf", "any_of") if name == "AnyOf" else ("oneOf", "one_of_not_valid")
             message = _alternatives_message(self.schema, list(err.schema_path), err.instance, word)
