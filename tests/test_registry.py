@@ -561,3 +561,13 @@ def test_any_export_reimports_to_an_equal_registry(original: ToolRegistry) -> No
         assert entry.executor is None
     assert copy.categories() == original.categories()
     assert copy.permissions() == original.permissions()
+
+
+def test_search_weights_name_over_tags_over_category() -> None:
+    reg = ToolRegistry()
+    reg.register(definition("filed", description="Report on it.", category="report"), weather)
+    reg.register(definition("summarize", description="Makes a report.", tags=["report"]), weather)
+    reg.register(definition("weather_report", description="Shows data."), weather)
+    # name 6 > tag 4 + description 1 > category 3 + description 1; ties keep registration order.
+    assert [e.name for e in reg.search("report")] == ["weather_report", "summarize", "filed"]
+    assert [e.name for e in reg.search("weather_report")] == ["weather_report"]
