@@ -25,6 +25,7 @@ __all__ = [
     "ExecutorMissing",
     "InvalidArgumentsJSON",
     "LoopDetected",
+    "MaxTurnsExceeded",
     "NetworkDenied",
     "OutputNotSerializable",
     "PathDenied",
@@ -171,6 +172,12 @@ class LoopDetected(ArgumentError):
     """The same call (tool and arguments) was repeated too often in one conversation."""
 
     code = "loop_detected"
+
+
+class MaxTurnsExceeded(TammaToolsError):
+    """A function-calling run reached its limit of model turns before a final answer."""
+
+    code = "max_turns_exceeded"
 
 
 # --- policy denials -----------------------------------------------------------------------

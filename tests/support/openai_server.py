@@ -164,7 +164,9 @@ def chat_chunks(
     for index, call in enumerate(message.get("tool_calls") or []):
         fn = call["function"]
         head = {"index": index, "id": call["id"], "type": "function"}
-        out.append(chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]}))
+        out.append(
+            chunk({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
+        )
         args = fn["arguments"]
         for i in range(0, len(args), fragment):
             piece = {"index": index, "function": {"arguments": args[i : i + fragment]}}
@@ -305,7 +307,9 @@ class OpenAIServer:
                     body = {"_unparsed": raw.decode("utf-8", "replace")}
                 with outer._lock:
                     outer.requests.append(
-                        RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                        RecordedRequest(
+                            self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                        )
                     )
                 reply = outer._reply_for(self.path, body)
                 self._send(reply)

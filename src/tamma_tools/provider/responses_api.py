@@ -1,0 +1,291 @@
+"""Responses API turns: ``/responses``, with ``function_call`` items out and
+``function_call_output`` items back (the input side is built in ``request.py``).
+
+The loop keeps one history in Chat Completions shape, so a turn's output items are folded into
+one assistant message: output text becomes ``content``, each ``function_call`` a tool call whose
+id is the item's ``call_id`` (the id ``function_call_output`` must answer). ``ResponsesAccumulator``
+is pure, like the chat accumulator: it is fed SSE messages and emits the same events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from tamma_tools.provider.accumulator import new_call_id
+from tamma_tools.provider.events import (
+    ReasoningDelta,
+    RefusalDelta,
+    StreamError,
+    StreamEvent,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+    ToolCallStarted,
+)
+from tamma_tools.provider.sse import DONE, SSEMessage, SSEParser
+from tamma_tools.provider.transport import RawTransport
+from tamma_tools.provider.turn import TurnOutcome
+from tamma_tools.types import FunctionCall, FunctionCallFunction
+
+__all__ = [
+    "RESPONSE_ERROR",
+    "RESPONSE_TRUNCATED",
+    "ResponsesAccumulator",
+    "ResponsesTurns",
+    "message_from_response",
+]
+
+PATH = "/responses"
+
+RESPONSE_ERROR = "provider_error_event"
+"""StreamError code: ``error`` / ``response.failed`` event, or a failed response body."""
+RESPONSE_TRUNCATED = "stream_truncated"
+"""StreamError code: the stream ended before ``response.completed`` (or incomplete/failed)."""
+RESPONSE_TRUNCATED_MESSAGE = (
+    "the Responses stream ended before response.completed; it was cut off, so its function "
+    "calls are incomplete and were not run"
+)
+INVALID_EVENT_MESSAGE = "a Responses stream payload is not a JSON object: {detail}"
+
+_INCOMPLETE_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class _Call:
+    __slots__ = ("arguments", "call_id", "name", "ordinal")
+
+    def __init__(self, ordinal: int, call_id: str, name: str, arguments: str) -> None:
+        self.ordinal = ordinal
+        self.call_id = call_id
+        self.name = name
+        self.arguments = [arguments] if arguments else []
+
+
+def _usage(raw: Any) -> dict[str, Any] | None:
+    """Responses usage in the Chat Completions keys, so totals add up across APIs."""
+    if not isinstance(raw, dict):
+        return None
+    prompt = raw.get("input_tokens", 0) or 0
+    completion = raw.get("output_tokens", 0) or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": raw.get("total_tokens", prompt + completion) or 0,
+    }
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code") or error)
+    return str(error)
+
+
+class ResponsesAccumulator:
+    """Responses API stream events in, our stream events and one assistant message out."""
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._text: list[str] = []
+        self._refusal: list[str] = []
+        self._calls: list[_Call] = []
+        self._by_item: dict[Any, _Call] = {}
+        self._status: str | None = None
+        self._incomplete_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: StreamError | None = None
+        self.done = False
+
+    def feed_line(self, line: str) -> list[StreamEvent]:
+        message = self._sse.feed_line(line)
+        return [] if message is None else self.feed_message(message)
+
+    def feed_message(self, message: SSEMessage) -> list[StreamEvent]:
+        if self.done or message.data == DONE:
+            return []
+        try:
+            event = orjson.loads(message.data)
+        except orjson.JSONDecodeError as exc:
+            return self._fail(INVALID_EVENT_MESSAGE.format(detail=exc), {"data": message.data})
+        if not isinstance(event, dict):
+            return self._fail(
+                INVALID_EVENT_MESSAGE.format(detail=type(event).__name__), {"data": message.data}
+            )
+        return self.feed_event(event, message.event)
+
+    def feed_event(self, event: dict[str, Any], name: str = "") -> list[StreamEvent]:
+        kind = event.get("type") or name
+        if kind == "response.output_text.delta":
+            delta = event.get("delta") or ""
+            self._text.append(delta)
+            return [TextDelta(delta)] if delta else []
+        if kind == "response.function_call_arguments.delta":
+            call = self._by_item.get(event.get("item_id")) or self._by_item.get(
+                event.get("output_index")
+            )
+            delta = event.get("delta") or ""
+            if call is None or not delta:
+                return []
+            call.arguments.append(delta)
+            return [ToolCallArgumentsDelta(call.ordinal, call.call_id, delta)]
+        if kind == "response.output_item.added":
+            return self._item_added(event)
+        if kind == "response.output_item.done":
+            self._item_done(event.get("item"))
+            return []
+        if kind == "response.refusal.delta":
+            delta = event.get("delta") or ""
+            self._refusal.append(delta)
+            return [RefusalDelta(delta)] if delta else []
+        if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            return [ReasoningDelta(event.get("delta") or "")]
+        if kind in ("response.completed", "response.incomplete"):
+            return self._completed(event.get("response") or {})
+        if kind in ("response.failed", "error"):
+            response = event.get("response")
+            error = response.get("error") if isinstance(response, dict) else event.get("error")
+            error = error or {k: v for k, v in event.items() if k != "type"}
+            return self._fail(f"the server reported an error: {_error_text(error)}", event)
+        return []
+
+    def finish(self) -> list[StreamEvent]:
+        """End of input: a stream without ``response.completed`` failed the turn."""
+        events: list[StreamEvent] = []
+        pending = self._sse.flush()
+        if pending is not None:
+            events.extend(self.feed_message(pending))
+        if not self.done:
+            events.extend(self._fail(RESPONSE_TRUNCATED_MESSAGE, {}, code=RESPONSE_TRUNCATED))
+        return events
+
+    def _item_added(self, event: dict[str, Any]) -> list[StreamEvent]:
+        item = event.get("item")
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return []
+        call = _Call(
+            len(self._calls),
+            str(item.get("call_id") or new_call_id()),
+            str(item.get("name") or ""),
+            str(item.get("arguments") or ""),
+        )
+        self._calls.append(call)
+        self._by_item[item.get("id")] = call
+        self._by_item[event.get("output_index")] = call
+        return [ToolCallStarted(call.ordinal, call.call_id, call.name)]
+
+    def _item_done(self, item: Any) -> None:
+        # The finished item is authoritative: its arguments replace the concatenated deltas.
+        if not isinstance(item, dict) or item.get("type") != "function_call":
+            return
+        call = self._by_item.get(item.get("id"))
+        if call is not None and isinstance(item.get("arguments"), str):
+            call.arguments = [item["arguments"]]
+
+    def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
+        self._status = response.get("status")
+        details = response.get("incomplete_details")
+        if isinstance(details, dict):
+            self._incomplete_reason = details.get("reason")
+        self.usage = _usage(response.get("usage"))
+        self.done = True
+        return [ToolCallDone(call) for call in self.tool_calls]
+
+    def _fail(
+        self, text: str, data: dict[str, Any], *, code: str = RESPONSE_ERROR
+    ) -> list[StreamEvent]:
+        self.done = True
+        if self.error is not None:
+            return []
+        self.error = StreamError(code, text, data)
+        return [self.error]
+
+    @property
+    def tool_calls(self) -> list[FunctionCall]:
+        return [
+            FunctionCall(
+                id=c.call_id,
+                function=FunctionCallFunction(name=c.name, arguments="".join(c.arguments)),
+            )
+            for c in self._calls
+        ]
+
+    @property
+    def finish_reason(self) -> str | None:
+        if self._status == "incomplete":
+            return _INCOMPLETE_FINISH.get(self._incomplete_reason or "", "length")
+        if self._calls:
+            return "tool_calls"
+        return "stop" if self._status is not None else None
+
+    def message(self) -> dict[str, Any]:
+        return _assistant(
+            "".join(self._text) or None, "".join(self._refusal) or None, self.tool_calls
+        )
+
+
+def _assistant(
+    content: str | None, refusal: str | None, calls: list[FunctionCall]
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if refusal:
+        message["refusal"] = refusal
+    if calls:
+        message["tool_calls"] = [c.to_openai() for c in calls]
+    return message
+
+
+def message_from_response(
+    body: dict[str, Any],
+) -> tuple[
+    dict[str, Any], list[FunctionCall], str | None, dict[str, Any] | None, StreamError | None
+]:
+    """A non-streamed Responses API body as (message, calls, finish_reason, usage, error)."""
+    acc = ResponsesAccumulator()
+    for item in body.get("output") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            acc._item_added({"item": item, "output_index": None})
+        elif item.get("type") == "message":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    acc._text.append(str(part.get("text") or ""))
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    acc._refusal.append(str(part.get("refusal") or ""))
+    if body.get("error") or body.get("status") == "failed":
+        acc._fail(f"the server reported an error: {_error_text(body.get('error'))}", body)
+    else:
+        acc._completed(body)
+    return acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error
+
+
+class ResponsesTurns:
+    """``turn(body, stream)`` for the Responses API over one transport."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: RawTransport) -> None:
+        self.transport = transport
+
+    async def __call__(
+        self, body: dict[str, Any], stream: bool
+    ) -> AsyncGenerator[StreamEvent | TurnOutcome, None]:
+        if not stream:
+            data = await self.transport.post_json(PATH, body)
+            message, calls, finish_reason, usage, error = message_from_response(data)
+            yield TurnOutcome(message, calls, finish_reason, usage, error)
+            return
+        acc = ResponsesAccumulator()
+        lines = self.transport.stream_lines(PATH, body)
+        try:
+            async for line in lines:
+                for event in acc.feed_line(line):
+                    yield event
+                if acc.done:
+                    break
+        finally:
+            await lines.aclose()
+        for event in acc.finish():
+            yield event
+        yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)

@@ -1,0 +1,33 @@
+"""One model turn as the loop sees it, whichever API and transport produced it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from tamma_tools.provider.events import StreamError, StreamEvent
+from tamma_tools.types import FunctionCall
+
+__all__ = ["Turn", "TurnOutcome"]
+
+
+@dataclass(slots=True)
+class TurnOutcome:
+    """The end of one turn: the assistant message (Chat Completions shape) and its calls.
+
+    ``error`` set means the turn failed (in-stream error, unreadable chunk, truncated stream):
+    the message and calls are then diagnostics only and must not enter the history.
+    """
+
+    message: dict[str, Any]
+    calls: list[FunctionCall]
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    error: StreamError | None = None
+
+
+Turn: TypeAlias = Callable[
+    [dict[str, Any], bool], AsyncGenerator["StreamEvent | TurnOutcome", None]
+]
+"""``turn(body, stream)``: the events of one request, then exactly one ``TurnOutcome``."""
