@@ -949,3 +949,25 @@ def test_nested_annotations_give_valid_schemas_that_accept_their_values(
     assert compile_validator(params).is_valid(args)
     made.executor(**args)
     assert _as_json(received) == args
+
+
+def test_field_default_factory_gives_each_call_a_fresh_value() -> None:
+    @tool(strict=False)
+    def collect(
+        item: str,
+        bag: Annotated[list[str], Field(default_factory=list, description="Collected.")],
+    ) -> list[str]:
+        bag.append(item)
+        return bag
+
+    params = collect.definition.function.parameters
+    assert params is not None
+    assert params["properties"]["bag"] == {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Collected.",
+        "default": [],
+    }
+    assert params["required"] == ["item"]
+    assert collect.executor(item="a") == ["a"]
+    assert collect.executor(item="b") == ["b"]  # not ["a", "b"]: no shared default

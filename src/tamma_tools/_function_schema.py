@@ -94,7 +94,7 @@ class FunctionSchema:
     """(parameter, annotation) for each parameter the function takes as a non-JSON type."""
     null_means_default: frozenset[str]
     """Strict only: parameters whose null the executor drops so the Python default applies."""
-    fill: tuple[tuple[str, Any], ...]
+    fill: tuple[tuple[str, Any, Callable[[], Any] | None], ...]
     """Defaults written ``param: T = Field(default)``: Python itself would pass the FieldInfo."""
 
 
@@ -512,7 +512,7 @@ def build_function_schema(
     properties: dict[str, Any] = {}
     required: list[str] = []
     converters: list[tuple[str, Any]] = []
-    fill: list[tuple[str, Any]] = []
+    fill: list[tuple[str, Any, Callable[[], Any] | None]] = []
     optional_not_null: list[str] = []
     json_defaults: dict[str, Any] = {}
     context_param: str | None = None
@@ -536,25 +536,19 @@ def build_function_schema(
         default = param.default
         conv.where = where
         schema = conv.schema(annotation)
-        if isinstance(default, FieldInfo):
-            _apply_meta(schema, default)
-            if default.default is not PydanticUndefined:
-                default = default.default
-            elif default.default_factory is not None:
-                default = default.default_factory()  # type: ignore[call-arg]
-            else:
-                default = param.empty
-            if default is not param.empty:
-                fill.append((param.name, default))
-        elif get_origin(annotation) is Annotated:
-            for meta in get_args(annotation)[1:]:
-                if (
-                    isinstance(meta, FieldInfo)
-                    and meta.default is not PydanticUndefined
-                    and default is param.empty
-                ):
-                    default = meta.default
-                    fill.append((param.name, default))
+        field = default if isinstance(default, FieldInfo) else None
+        if field is not None:
+            _apply_meta(schema, field)
+            default = param.empty
+        elif default is param.empty and get_origin(annotation) is Annotated:
+            field = next((m for m in get_args(annotation)[1:] if isinstance(m, FieldInfo)), None)
+        if field is not None and field.default is not PydanticUndefined:
+            default = field.default
+            fill.append((param.name, default, None))
+        elif field is not None and field.default_factory is not None:
+            factory = typing.cast(Callable[[], Any], field.default_factory)
+            default = factory()  # for the schema's "default"; each call gets a fresh one
+            fill.append((param.name, None, factory))
         description = docstring.params.get(param.name)
         if description and "description" not in schema:
             schema = {"description": description, **schema}

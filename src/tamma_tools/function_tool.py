@@ -2,8 +2,8 @@
 
 Everything that needs reflection (signature, type hints, docstring, schema, strict form, which
 parameter takes the ``CallerContext``) happens once, at decoration. The manager's hot path then
-calls ``FunctionTool.executor(**arguments)``: the function itself when its parameters are all
-JSON-native, or a thin adapter that converts the few parameters that need it.
+calls ``FunctionTool.executor(**arguments)``: the tool itself (which calls the function) when
+its parameters are all JSON-native, or a thin adapter that converts the few that need it.
 
 Strict mode default (``strict=None``): strict when the schema converts cleanly to OpenAI's strict
 subset (closed objects, every property typed); otherwise not strict, and ``strict_error`` says
@@ -73,14 +73,15 @@ class CallPlan:
         self,
         converters: tuple[tuple[str, Any], ...] = (),
         null_means_default: frozenset[str] = frozenset(),
-        fill: tuple[tuple[str, Any], ...] = (),
+        fill: tuple[tuple[str, Any, Callable[[], Any] | None], ...] = (),
     ) -> None:
         self.converters = converters
         """(parameter, annotation) whose JSON value becomes a model, dataclass, enum member..."""
         self.null_means_default = null_means_default
         """Strict mode only: ``null`` for these parameters means "leave out, use the default"."""
         self.fill = fill
-        """Defaults written ``param: T = Field(default)``: Python would pass the FieldInfo."""
+        """(parameter, default, default factory) for defaults written ``= Field(...)``, which
+        Python alone would pass as the FieldInfo; a factory runs per call (no shared list)."""
         adapters: list[tuple[str, TypeAdapter[Any]]] = []
         for name, tp in converters:
             try:
@@ -113,9 +114,9 @@ class CallPlan:
         for name in self.null_means_default:
             if name in out and out[name] is None:
                 del out[name]
-        for name, value in self.fill:
+        for name, value, factory in self.fill:
             if name not in out:
-                out[name] = value
+                out[name] = factory() if factory is not None else value
         for name, adapter in self._adapters:
             if name in out:
                 try:
