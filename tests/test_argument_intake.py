@@ -452,12 +452,25 @@ def test_hostile_quotes_do_not_make_the_depth_scan_quadratic() -> None:
 
 
 def test_repair_is_only_tried_up_to_its_size_cap() -> None:
-    raw = "{'a': '" + "x" * 70_000 + "'}"
+    raw = "{'a': '" + "x" * 20_000 + "'}"
     with pytest.raises(InvalidArgumentsJSON, match="repair is only tried on arguments up to"):
         parse_arguments(raw, repair="safe")
     got = parse_arguments(raw, repair="safe", max_repair_bytes=100_000)
-    assert got.value == {"a": "x" * 70_000}
+    assert got.value == {"a": "x" * 20_000}
     assert got.repairs == ["single_quotes"]
+
+
+def test_large_broken_input_gets_a_plain_error_without_the_slow_scan() -> None:
+    broken = '{"ids": [' + "1, " * 200_000 + "x]}"  # 600 KB: under the size cap, over repair's
+    with pytest.raises(InvalidArgumentsJSON) as info:
+        parse_arguments(broken, repair="off")
+    assert "expected a JSON value at line 1, column 600010" in info.value.message
+    with pytest.raises(InvalidArgumentsJSON, match="only tried on arguments up to 16384 bytes"):
+        parse_arguments(broken, repair="safe")
+    cut = '{"ids": [' + "1, " * 200_000
+    for mode in ("off", "safe"):
+        with pytest.raises(InvalidArgumentsJSON, match="cut off: an unfinished value"):
+            parse_arguments(cut, repair=mode, complete_truncated=True)  # type: ignore[arg-type]
 
 
 def test_errors_point_at_line_and_column() -> None:

@@ -106,7 +106,7 @@ def parse_arguments(
     max_depth: int = 64,
     repair: RepairMode = "off",
     complete_truncated: bool = False,
-    max_repair_bytes: int = 64 * 1024,
+    max_repair_bytes: int = 16 * 1024,
 ) -> ParsedArguments:
     """Parse the model's ``arguments`` string into a dict or raise a typed error the model can read.
 
@@ -115,7 +115,9 @@ def parse_arguments(
     ``complete_truncated`` lets safe repair close a cut-off string or object; the manager passes
     it only for read-only tools, since completing a write could write the wrong thing.
     ``max_repair_bytes`` bounds the repair parser, which is pure Python and superlinear on some
-    inputs (1.7 s for 256 KiB of unclosed string, measured with json-repair 0.64).
+    inputs (1.7 s for 256 KiB of unclosed string, measured with json-repair 0.64), and it
+    also bounds the lenient scan behind repair and strict mode's hints (about 1 µs per token):
+    a bad call costs at most a few tens of milliseconds on the event loop.
 
     Raises ``ArgumentsTooLarge``, ``ArgumentsTooDeep`` or ``InvalidArgumentsJSON``.
     """
@@ -326,6 +328,14 @@ def _strip_fence(text: str) -> str | None:
     return None if "```" in body else body
 
 
+def _scan_if_small(text: str, max_depth: int, limit: int) -> Scan | None:
+    """The lenient scan, only for texts up to ``limit`` UTF-8 bytes: it is pure Python (about
+    1 µs per token), and a bad call must not hold the event loop for long."""
+    if len(text) > limit or (not text.isascii() and len(text.encode("utf-8", "replace")) > limit):
+        return None
+    return scan(text, max_depth)
+
+
 def _syntax_error(
     raw: str, exc: orjson.JSONDecodeError | None, found: Scan | None, extra: str = ""
 ) -> NoReturn:
@@ -335,6 +345,9 @@ def _syntax_error(
     if found is not None and found.duplicate is not None:
         key = found.duplicate
         raise InvalidArgumentsJSON(DUPLICATE_KEY.format(key=key), key=key)
+    if found is None and exc is not None and exc.msg == "unexpected end of data":
+        what = "an unfinished value"
+        raise InvalidArgumentsJSON(CUT_OFF.format(what=what), reason="truncated")
     if exc is not None:
         reason = _REASONS.get(exc.msg, exc.msg)
         text = INVALID_JSON.format(reason=reason, line=exc.lineno, column=exc.colno)
@@ -361,7 +374,7 @@ def _after_failure(
             raise InvalidArgumentsJSON(BOM, reason="bom")
         if _strip_fence(raw) is not None:
             raise InvalidArgumentsJSON(CODE_FENCE, reason="code_fence")
-        _syntax_error(raw, exc, scan(raw, max_depth))
+        _syntax_error(raw, exc, _scan_if_small(raw, max_depth, max_repair_bytes))
     return _repair(raw, exc, has_parameters, max_depth, complete_truncated, max_repair_bytes)
 
 
@@ -396,7 +409,9 @@ def _repair(
                 return ParsedArguments(value, repairs)
             return _not_an_object(value, repairs, has_parameters, max_depth, "safe")
 
-    found = scan(text, max_depth)
+    found = _scan_if_small(text, max_depth, max_repair_bytes)
+    if found is None:
+        _syntax_error(text, exc, None, TOO_LARGE_TO_REPAIR.format(limit=max_repair_bytes))
     if found.duplicate is not None:
         _syntax_error(text, exc, found)
     if found.refusal:
@@ -407,19 +422,15 @@ def _repair(
         )
     if found.truncated and not complete_truncated:
         _syntax_error(text, exc, found)
-    if (
-        len(text) > max_repair_bytes
-        or len(text.encode("utf-8", "surrogatepass")) > max_repair_bytes
-    ):
-        _syntax_error(text, exc, None, TOO_LARGE_TO_REPAIR.format(limit=max_repair_bytes))
 
     import json_repair  # deferred: only the repair path pays for importing it
 
     try:
         fixed = json_repair.repair_json(text, skip_json_loads=True)
         value = orjson.loads(fixed) if isinstance(fixed, str) else None
-    except (orjson.JSONDecodeError, RecursionError, ValueError, TypeError, IndexError):
-        # json-repair produced something still not strict JSON (e.g. a lone surrogate escape).
+    except Exception:
+        # json-repair produced something still not strict JSON (e.g. a lone surrogate escape),
+        # or its heuristics tripped over hostile input: either way there is no safe repair.
         _syntax_error(text, exc, found._replace(truncated=""))
     repairs.extend(found.kinds or (() if found.truncated else ("other",)))
     if found.truncated:
