@@ -23,12 +23,18 @@ from tamma_tools.errors import ArgumentsTooDeep, ArgumentsTooLarge, InvalidArgum
 from tamma_tools.manager._argument_scan import REPAIR_NAMES, TOO_DEEP, Scan, same_content, scan
 
 __all__ = [
+    "BOM",
+    "CODE_FENCE",
     "CUT_OFF",
+    "DOUBLE_ENCODED",
     "DUPLICATE_KEY",
+    "INVALID_JSON",
     "NOT_AN_OBJECT",
+    "REPAIR_CHANGES_CONTENT",
     "REPAIR_NAMES",
     "TOO_DEEP",
     "TOO_LARGE",
+    "TOO_LARGE_TO_REPAIR",
     "ParsedArguments",
     "RepairMode",
     "parse_arguments",
