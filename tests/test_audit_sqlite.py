@@ -401,3 +401,28 @@ def test_fork_child_writes_its_own_records_only(db: Path) -> None:
         log.record(records[2])
         ids = [r.call_id for r in log.query()]
     assert sorted(ids) == sorted(r.call_id for r in records[:3])
+
+
+def test_a_paused_writer_keeps_records_queued_until_resumed(db: Path) -> None:
+    records = mixed_records(100)
+    with SQLiteAuditLog(db) as log:
+        log.record(records[0])
+        assert log.flush()
+        log.pause()  # e.g. while the file is backed up
+        for rec in records[1:]:
+            log.record(rec)
+        assert not log.flush(timeout=0.2)
+        assert len(log.query(flush=False)) == 1
+        log.resume()
+        assert log.flush()
+        assert_rows_match(log, records)
+
+
+def test_closing_a_paused_log_still_writes_everything(db: Path) -> None:
+    log = SQLiteAuditLog(db)
+    log.pause()
+    for rec in mixed_records(50):
+        log.record(rec)
+    log.close()
+    with SQLiteAuditLog(db) as again:
+        assert again.count() == 50

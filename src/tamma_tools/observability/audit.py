@@ -179,6 +179,8 @@ class AuditLog(abc.ABC):
         """Hand a record to the writer. Never blocks, never raises: this is the call path."""
         self._closed = False
         self._close_lock = threading.Lock()
+        self._resumed = threading.Event()
+        self._resumed.set()
         self.written = 0
         """Rows committed by this process's writer."""
         self._thread = self._start_writer()
@@ -240,6 +242,7 @@ class AuditLog(abc.ABC):
         q = self._queue
         while True:
             item = q.get()
+            self._resumed.wait()
             records: list[CallRecord] = []
             flushes: list[_Flush] = []
             stop = False
@@ -336,6 +339,14 @@ class AuditLog(abc.ABC):
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def pause(self) -> None:
+        """Stop writing (records keep queueing in memory, none is dropped) until ``resume()``,
+        e.g. while the database file is backed up or compacted."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every record handed over before this call is committed (True if so)."""
         if self._closed or not self._thread.is_alive():
@@ -351,6 +362,7 @@ class AuditLog(abc.ABC):
                 return
             self._closed = True
         atexit.unregister(self.close)
+        self._resumed.set()  # a paused log still writes everything pending when closed
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
