@@ -571,3 +571,24 @@ def test_search_weights_name_over_tags_over_category() -> None:
     # name 6 > tag 4 + description 1 > category 3 + description 1; ties keep registration order.
     assert [e.name for e in reg.search("report")] == ["weather_report", "summarize", "filed"]
     assert [e.name for e in reg.search("weather_report")] == ["weather_report"]
+
+
+def test_registry_keeps_its_own_copy_of_a_definition() -> None:
+    original = ToolDefinition.model_validate(definition("probe", permissions=["a"]))
+    reg = ToolRegistry()
+    reg.register(original, weather)
+    original.metadata.permissions.append("b")
+    original.function.description = "changed"
+    entry = reg.get("probe")
+    assert entry.definition.metadata.permissions == ["a"]
+    assert entry.definition.function.description == "A tool."
+    assert reg.permissions() == ["a"]
+
+
+def test_replacing_says_so_in_the_event() -> None:
+    reg = ToolRegistry()
+    reg.register(definition("a"), weather)
+    seen: list[RegistryEvent] = []
+    reg.subscribe(seen.append)
+    reg.register(definition("a"), weather, replace=True)
+    assert seen == [RegistryEvent("registered", "a", "replaced")]

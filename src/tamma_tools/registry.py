@@ -235,9 +235,9 @@ class ToolRegistry:
         source: FunctionTool[..., Any] | None = None
         if isinstance(tool, FunctionTool):
             source = tool
-            defn = tool.definition
-        else:
-            defn = _as_definition(tool)
+            tool = tool.definition
+        # A private copy: the caller changing its object later must not bypass the indexes.
+        defn = _as_definition(tool).model_copy(deep=True)
         result = _validate(defn)
         if not result.valid:
             raise _invalid(defn.function.name, result)
@@ -247,11 +247,12 @@ class ToolRegistry:
             entry._bind(code)
             entry.version = 0
         with self._lock:
-            self._insert(entry, replace=replace)
-        self._emit(RegistryEvent("registered", entry.name))
+            replaced = self._insert(entry, replace=replace)
+        self._emit(RegistryEvent("registered", entry.name, "replaced" if replaced else None))
         return entry
 
-    def _insert(self, entry: RegisteredTool, *, replace: bool) -> None:
+    def _insert(self, entry: RegisteredTool, *, replace: bool) -> bool:
+        """Add ``entry`` to the table and indexes; whether it replaced one (lock held)."""
         name = entry.name
         old = self._tools.get(name)
         if old is not None:
@@ -268,6 +269,7 @@ class ToolRegistry:
         self._by_category.setdefault(meta.category, set()).add(name)
         for perm in meta.permissions:
             self._by_permission.setdefault(perm, set()).add(name)
+        return old is not None
 
     def _unindex(self, entry: RegisteredTool) -> None:
         meta = entry.definition.metadata
