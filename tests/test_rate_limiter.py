@@ -146,6 +146,25 @@ def test_waiting_exactly_the_retry_after_is_enough() -> None:
     assert refusals >= 10  # both windows refused along the way, and each retry got in
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.floats(min_value=0.0, max_value=1e7),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=90.0), min_size=1, max_size=30),
+)
+def test_retrying_after_the_reported_wait_is_admitted_with_fractional_times(
+    start: float, gaps: list[float]
+) -> None:
+    clock = FakeClock(start)
+    limiter = InMemoryRateLimiter(clock=clock)
+    windows = RateLimit(calls_per_minute=3, calls_per_hour=7).windows()
+    for gap in gaps:
+        clock.now += gap
+        wait = limiter.try_acquire("k", windows)
+        if wait > 0.0:
+            clock.now += wait
+            assert limiter.try_acquire("k", windows) == 0.0
+
+
 def test_a_refused_call_consumes_nothing() -> None:
     clock = FakeClock(0.0)
     limiter = InMemoryRateLimiter(clock=clock)

@@ -107,8 +107,10 @@ class InMemoryRateLimiter:
                     log = logs.get(seconds)
                     used = 0
                     if log:
-                        horizon = now - seconds
-                        while log and log[0] <= horizon:
+                        # ``t + seconds <= now`` rather than ``t <= now - seconds``: it rounds
+                        # the same way as the retry-after below, so waiting exactly that long
+                        # frees the slot even with fractional times.
+                        while log and log[0] + seconds <= now:
                             log.popleft()
                         used = len(log)
                     if used >= limit:
