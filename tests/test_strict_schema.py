@@ -451,3 +451,33 @@ def test_converted_output_is_always_strict_valid(schema: Any) -> None:
     assert report.converted, [str(u) for u in report.unconvertible]
     assert check_strict_schema(out).valid
     compile_validator(out)
+
+
+_keys = st.sampled_from(
+    ["type", "properties", "required", "additionalProperties", "items", "anyOf", "$ref", "$defs"]
+    + ["enum", "const", "default", "allOf", "format", "oneOf", "minimum", "description"]
+)
+_garbage = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=5)
+    | st.sampled_from(["object", "array", "string", "#", "#/$defs/a", "#/properties", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(_keys | st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_garbage)
+def test_any_input_is_reported_never_raised(schema: Any) -> None:
+    """Hostile or broken schemas (regression: ``{"type": {}}`` raised TypeError) give a report."""
+    result = check_strict_schema(schema)
+    assert result.valid is (not result.errors)
+    out, report = to_strict_schema(schema)
+    assert report.converted is (not report.unconvertible)
+    if report.converted:
+        assert check_strict_schema(out).valid

@@ -311,7 +311,7 @@ class _Checker:
                 self.error(path, STRICT_MISSING_TYPE, MSG_MISSING_TYPE)
             return
         kinds = kind if isinstance(kind, list) else [kind]
-        bad = [k for k in kinds if k not in STRICT_TYPES]
+        bad = [k for k in kinds if not (isinstance(k, str) and k in STRICT_TYPES)]
         if bad or not kinds:
             self.error(
                 join_path(path, "type"),
@@ -335,7 +335,9 @@ class _Checker:
         props = node.get("properties")
         required = node.get("required", [])
         if isinstance(props, dict):
-            listed = set(required) if isinstance(required, list) else set()
+            listed = (
+                {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+            )
             base = join_path(path, "properties")
             for name in props:
                 if name not in listed:
@@ -646,7 +648,7 @@ class _Converter:
         required = node.get("required")
         if not isinstance(required, list):
             required = []
-        listed = set(required)
+        listed = {r for r in required if isinstance(r, str)}
         base = join_path(path, "properties")
         for name, sub in props.items():
             if name in listed:
