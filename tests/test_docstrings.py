@@ -153,3 +153,22 @@ def test_any_well_formed_docstring_gives_back_its_texts(
 def test_never_raises_on_any_text(doc: str) -> None:
     parsed = parse_docstring(doc)
     assert all(isinstance(v, str) and v for v in parsed.params.values())
+
+
+def test_lists_keep_their_lines_while_wrapped_prose_is_joined() -> None:
+    doc = """Search the catalogue.
+
+    Modes, as the
+    service names them:
+    - exact: whole words only,
+      case-sensitive.
+    - fuzzy: typos allowed.
+    1. first
+    """
+    assert parse_docstring(doc).description == (
+        "Search the catalogue.\n\n"
+        "Modes, as the service names them:\n"
+        "- exact: whole words only, case-sensitive.\n"
+        "- fuzzy: typos allowed.\n"
+        "1. first"
+    )

@@ -336,12 +336,18 @@ LOOSE_TABLE: list[tuple[Any, dict[str, Any], str]] = [
                 "scores": {"type": "object", "additionalProperties": {"type": "integer"}}
             },
             "required": ["scores"],
+            "additionalProperties": False,
         },
         "properties.scores: has free-form keys (a dict)",
     ),
     (
         untyped,
-        {"type": "object", "properties": {"x": {}, "y": {"default": 2}}, "required": ["x"]},
+        {
+            "type": "object",
+            "properties": {"x": {}, "y": {"default": 2}},
+            "required": ["x"],
+            "additionalProperties": False,
+        },
         "properties.x: accepts any value; give it a type",
     ),
 ]
@@ -368,6 +374,7 @@ def test_strict_false_keeps_defaults_and_optional_parameters() -> None:
             "note": {"type": ["string", "null"], "default": None},
         },
         "required": ["city"],
+        "additionalProperties": False,
     }
     assert made.strict_error == "strict=False was asked for"
 
@@ -971,3 +978,20 @@ def test_field_default_factory_gives_each_call_a_fresh_value() -> None:
     assert params["required"] == ["item"]
     assert collect.executor(item="a") == ["a"]
     assert collect.executor(item="b") == ["b"]  # not ["a", "b"]: no shared default
+
+
+def test_partial_is_named_and_described_by_its_function() -> None:
+    def search(query: str, limit: int) -> str:
+        """Search the index."""
+        return f"{query}:{limit}"
+
+    made = tool(functools.partial(search, limit=5))
+    assert made.name == "search"
+    assert made.definition.function.description == "Search the index."
+    assert made.definition.function.parameters == {
+        "type": "object",
+        "properties": {"query": {"type": "string"}},
+        "required": ["query"],
+        "additionalProperties": False,
+    }
+    assert made.executor(query="q") == "q:5"

@@ -28,9 +28,11 @@ _STYLES: dict[docstring_parser.DocstringStyle, DocstringStyle] = {
     docstring_parser.DocstringStyle.EPYDOC: "sphinx",
 }
 
-# A blank line separates paragraphs; any other run of whitespace inside one is a wrapped line.
+# A blank line separates paragraphs; any other line break inside one is hard wrapping, except
+# before a list item, which the model should still see as a list.
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_WHITESPACE = re.compile(r"\s+")
+_WHITESPACE = re.compile(r"[ \t]+")
+_LIST_ITEM = re.compile(r"^(?:[-*+•]|\d+[.)])\s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +48,20 @@ class ParsedDocstring:
 
 def _join_wrapped(text: str) -> str:
     """Undo hard wrapping: the model gains nothing from the source's line breaks in a sentence."""
-    paragraphs = (_WHITESPACE.sub(" ", p).strip() for p in _PARAGRAPH_BREAK.split(text))
-    return "\n\n".join(p for p in paragraphs if p)
+    paragraphs: list[str] = []
+    for block in _PARAGRAPH_BREAK.split(text):
+        lines: list[str] = []
+        for raw in block.splitlines():
+            line = _WHITESPACE.sub(" ", raw).strip()
+            if not line:
+                continue
+            if lines and not _LIST_ITEM.match(line):
+                lines[-1] = f"{lines[-1]} {line}"
+            else:
+                lines.append(line)
+        if lines:
+            paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
 def parse_docstring(doc: str | None) -> ParsedDocstring:

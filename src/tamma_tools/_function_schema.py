@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import enum
+import functools
 import inspect
 import types
 import typing
@@ -516,8 +517,12 @@ def build_function_schema(
     optional_not_null: list[str] = []
     json_defaults: dict[str, Any] = {}
     context_param: str | None = None
+    # Keywords a functools.partial binds are the application's choice, not the model's.
+    bound = set(fn.keywords) if isinstance(fn, functools.partial) else set()
     for param in sig.parameters.values():
         where = f"tool {name!r}, parameter {param.name!r}"
+        if param.name in bound:
+            continue
         if _is_context_type(param.annotation):
             context_param = param.name
             continue
@@ -568,6 +573,9 @@ def build_function_schema(
     loose: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         loose["required"] = required
+    # The function takes no other keywords: say so, so an unknown one is a clear schema error
+    # for the model rather than a TypeError from the call.
+    loose["additionalProperties"] = False
     loose, kept = _inline_refs(_strip_titles(loose), conv.defs)
     if kept:
         loose["$defs"] = kept

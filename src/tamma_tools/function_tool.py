@@ -231,13 +231,15 @@ class FunctionTool(Generic[P, R]):
         metadata: ToolMetadata | None = None,
         **metadata_fields: Any,
     ) -> None:
-        tool_name = name if name is not None else getattr(fn, "__name__", type(fn).__name__)
+        # A partial describes its function; a callable object, its class.
+        inner = fn.func if isinstance(fn, functools.partial) else fn
+        tool_name = name if name is not None else getattr(inner, "__name__", type(fn).__name__)
         if not isinstance(tool_name, str) or not _NAME.match(tool_name):
             raise ToolDefinitionError(INVALID_NAME.format(name=tool_name), code="invalid_name")
         _refuse_unbound_method(fn, tool_name)
         meta = _metadata(tool_name, metadata, metadata_fields)
         # description= replaces the summary only: parameter texts still come from the docstring.
-        doc = parse_docstring(inspect.getdoc(fn))
+        doc = parse_docstring(inspect.getdoc(inner))
         built = build_function_schema(fn, name=tool_name, docstring=doc, strict=strict)
         function = FunctionDefinition(name=tool_name, parameters=built.parameters)
         text = description if description is not None else built.description
