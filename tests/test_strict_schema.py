@@ -454,8 +454,10 @@ def test_converted_output_is_always_strict_valid(schema: Any) -> None:
 
 
 _keys = st.sampled_from(
-    ["type", "properties", "required", "additionalProperties", "items", "anyOf", "$ref", "$defs"]
-    + ["enum", "const", "default", "allOf", "format", "oneOf", "minimum", "description"]
+    [
+        *("type", "properties", "required", "additionalProperties", "items", "anyOf", "$ref"),
+        *("$defs", "enum", "const", "default", "allOf", "format", "oneOf", "minimum"),
+    ]
 )
 _garbage = st.recursive(
     st.none()
