@@ -687,3 +687,25 @@ def test_generated_strict_schemas_pass_when_well_formed(schema: dict[str, Any]) 
     root = schema if schema.get("type") == "object" else obj({"v": schema})
     result = validate_tool_definition(tool(root))
     assert result.valid, result.summary()
+
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["type", "function", "name", "parameters", "strict", "metadata", "x"]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(_any_json)
+def test_any_input_gets_a_result_never_an_exception(value: Any) -> None:
+    result = validate_tool_definition(value)
+    assert result.valid is (not result.errors)
+    listed = validate_tool_list([value, value])
+    assert listed.valid is (not listed.errors)
