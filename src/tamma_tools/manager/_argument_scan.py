@@ -103,6 +103,8 @@ def _string_text(kind: str, token: str) -> str:
         return token
     if kind == "open_string":
         token += token[0]
+    if "\\" not in token:
+        return token[1:-1]  # no escapes: the text between the quotes is the value
     if token[0] == '"':
         body = token
     else:
@@ -118,8 +120,8 @@ def _scalar(kind: str, token: str) -> tuple[str, Any]:
     value: Any
     if kind == "word":
         value = _WORD_VALUES[token]  # other words were refused before a value is recorded
-    elif kind == "num":
-        value = json.loads(token)
+    elif kind == "num":  # matched _JSON_NUMBER, so Python reads it the way JSON does
+        value = float(token) if "." in token or "e" in token or "E" in token else int(token)
     else:
         value = _string_text(kind, token)
     return (type(value).__name__, value)

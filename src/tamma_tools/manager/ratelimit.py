@@ -156,7 +156,7 @@ class InMemoryRateLimiter:
                 return
             key, logs = next(iter(keys.items()))
             for seconds, log in logs.items():
-                if log and log[-1] > now - seconds:
+                if log and log[-1] + seconds > now:
                     return
             del keys[key]
 
