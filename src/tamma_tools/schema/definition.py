@@ -57,6 +57,7 @@ ADVISED_MAX_TOOLS: Final = 20
 # --- issue codes (stable) -----------------------------------------------------------------
 
 DEF_NOT_OBJECT: Final = "definition_not_object"
+DEF_SHAPE: Final = "definition_invalid"
 DEF_UNKNOWN_FIELD: Final = "unknown_field"
 DEF_TYPE_MISSING: Final = "type_missing"
 DEF_TYPE_NOT_FUNCTION: Final = "type_not_function"
@@ -206,7 +207,7 @@ def _check_definition(
             ToolDefinition.model_validate(defn)
         except ValidationError as exc:
             for err in exc.errors():
-                issues.error(issues.path(*err["loc"]), DEF_NOT_OBJECT, err["msg"])
+                issues.error(issues.path(*err["loc"]), DEF_SHAPE, err["msg"])
 
 
 def _check_function(
