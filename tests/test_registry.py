@@ -592,3 +592,55 @@ def test_replacing_says_so_in_the_event() -> None:
     reg.subscribe(seen.append)
     reg.register(definition("a"), weather, replace=True)
     assert seen == [RegistryEvent("registered", "a", "replaced")]
+
+
+def test_readers_never_fail_while_writers_change_the_registry() -> None:
+    reg = ToolRegistry(max_tools=1000)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"w{i % 50}"
+            if name in reg:
+                reg.unregister(name)
+            else:
+                reg.register(definition(name, category=f"c{i % 3}", permissions=["p"]), weather)
+            i += 1
+
+    def read() -> None:
+        try:
+            for _ in range(300):
+                reg.search("w1")
+                reg.by_category("c1")
+                reg.by_permission("p")
+                reg.export()
+                list(reg)
+        except BaseException as exc:  # any error from a reader is the failure we look for
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    writer.start()
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    writer.join()
+    assert failures == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(registries(), st.data())
+def test_search_by_exact_name_ranks_that_tool_first(
+    original: ToolRegistry, data: st.DataObject
+) -> None:
+    names = original.names()
+    if not names:
+        assert original.search("anything") == []
+        return
+    name = data.draw(st.sampled_from(names))
+    hits = original.search(name)
+    assert hits[0].name == name

@@ -318,20 +318,24 @@ class ToolRegistry:
         )
 
     def all(self) -> list[RegisteredTool]:
-        """Every entry, in registration order."""
+        """Every entry, in registration order.
+
+        A snapshot: readers take no lock, and copying the table in one C-level step is what
+        keeps a Python-level loop over it safe while another thread registers.
+        """
         return list(self._tools.values())
 
     def names(self) -> list[str]:
         return list(self._tools)
 
     def by_category(self, category: str) -> list[RegisteredTool]:
-        names = self._by_category.get(category, ())
-        return [e for n, e in self._tools.items() if n in names]
+        names = frozenset(self._by_category.get(category, ()))
+        return [e for e in self.all() if e.name in names]
 
     def by_permission(self, permission: str) -> list[RegisteredTool]:
         """Tools that require ``permission``."""
-        names = self._by_permission.get(permission, ())
-        return [e for n, e in self._tools.items() if n in names]
+        names = frozenset(self._by_permission.get(permission, ()))
+        return [e for e in self.all() if e.name in names]
 
     def categories(self) -> list[str]:
         return sorted(self._by_category)
@@ -355,8 +359,10 @@ class ToolRegistry:
             return []
         words = text.split()
         scored: list[tuple[float, int, RegisteredTool]] = []
-        for order, entry in enumerate(self._tools.values()):
+        for order, entry in enumerate(self.all()):
             score = _score(entry, text, words)
+            if entry.name == query.strip():
+                score += 1  # "Read" and "read" may both exist: the exact spelling wins
             if score > 0:
                 scored.append((-score, order, entry))
         scored.sort(key=lambda item: (item[0], item[1]))
@@ -411,7 +417,7 @@ class ToolRegistry:
     def export(self) -> dict[str, Any]:
         """Versioned JSON of every definition, its metadata and enabled flag (never code)."""
         tools: list[dict[str, Any]] = []
-        for entry in self._tools.values():
+        for entry in self.all():
             defn = entry.definition
             tools.append(
                 {
