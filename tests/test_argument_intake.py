@@ -223,6 +223,18 @@ CASES: list[tuple[str, str, Ok | Err, Ok | Err]] = [
         Ok({"msg": "it's"}, ("single_quotes",)),
     ),
     (
+        "escaped apostrophe in a double-quoted string",
+        r"""{"msg": "it\'s done"}""",
+        Err(NOT_OBJ, "line 1, column 12"),
+        Ok({"msg": "it's done"}, ("other",)),
+    ),
+    (
+        "unescaped Windows path",
+        r'{"path": "C:\Users\me"}',
+        Err(NOT_OBJ, "not valid JSON"),
+        Ok({"path": "C:\\Users\\me"}, ("other",)),
+    ),
+    (
         "Python literals",
         '{"a": True, "b": False, "c": None}',
         Err(NOT_OBJ, "lowercase"),

@@ -97,6 +97,13 @@ _WORD_VALUES = {
 }
 
 
+_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescape_quote(match: re.Match[str]) -> str:
+    return "'" if match.group(1) == "'" else match.group(0)
+
+
 def _string_text(kind: str, token: str) -> str:
     """What a quoted (or, for keys, bare) token means; raw control characters are kept."""
     if kind == "word":
@@ -105,10 +112,9 @@ def _string_text(kind: str, token: str) -> str:
         token += token[0]
     if "\\" not in token:
         return token[1:-1]  # no escapes: the text between the quotes is the value
-    if token[0] == '"':
-        body = token
-    else:
-        body = '"' + token[1:-1].replace("\\'", "'").replace('"', '\\"') + '"'
+    # \' is not a JSON escape, but in either quote style a model means a plain '.
+    inner = _ESCAPE.sub(_unescape_quote, token[1:-1])
+    body = token[0] + inner + token[0] if token[0] == '"' else '"' + inner.replace('"', '\\"') + '"'
     try:
         text = json.loads(body, strict=False)
     except ValueError:
