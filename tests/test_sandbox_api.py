@@ -258,3 +258,13 @@ async def test_in_process_timeout_is_cooperative_but_reported(sandbox: Execution
     ctx = CallerContext(resource_limits=ResourceLimits(timeout_s=0.2))
     result = await sandbox.execute_function(tool("s", "in_process"), T.async_sleep_then, {"seconds": 5}, ctx)
     assert result.error_code == "timeout"
+
+
+async def test_process_calls_without_network_run_in_an_empty_network_namespace(
+    sandbox: ExecutionSandbox,
+) -> None:
+    if not sandbox.capabilities().netns:
+        pytest.skip("network namespaces are not available here")
+    ours = os.readlink("/proc/self/ns/net")
+    theirs = {await run(sandbox, T.network_namespace, {}) for _ in range(2)}
+    assert ours not in theirs

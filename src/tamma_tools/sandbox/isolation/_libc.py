@@ -21,6 +21,7 @@ __all__ = [
     "libc",
     "prctl",
     "syscall",
+    "setns",
     "unshare",
 ]
 
@@ -28,6 +29,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 libc.prctl.restype = ctypes.c_int
 libc.unshare.restype = ctypes.c_int
+libc.setns.restype = ctypes.c_int
 
 ARCH = platform.machine()
 
@@ -58,6 +60,11 @@ def prctl(option: int, arg2: object = 0, arg3: object = 0) -> int:
         arg3 = ctypes.c_ulong(arg3)
     zero = ctypes.c_ulong(0)
     return check(libc.prctl(ctypes.c_int(option), arg2, arg3, zero, zero), f"prctl({option})")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """``setns(2)``: join the namespace ``fd`` refers to."""
+    check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def unshare(flags: int) -> None:

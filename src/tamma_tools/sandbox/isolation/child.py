@@ -6,7 +6,8 @@ seccomp -> chdir, then the tool. Everything the restricted child needs later is 
 the restrictions, because afterwards most of the disk is invisible.
 
 File descriptors after ``_rearrange_fds``: 0 ``/dev/null``, 1 and 2 the capped output pipe,
-3 the result pipe, 4 the per-call channel (request in), 5 the Landlock ruleset. Everything else
+3 the result pipe, 4 the per-call channel (request in), 5 the Landlock ruleset, 6 the shared
+empty network namespace. Everything else
 the zygote had open (other calls' channels and pidfds) is closed, so a tool cannot forge another
 call's result or signal its siblings.
 """
@@ -27,6 +28,7 @@ from tamma_tools.sandbox.isolation._libc import (
     CLONE_NEWPID,
     PR_SET_PDEATHSIG,
     prctl,
+    setns,
     unshare,
 )
 
@@ -35,14 +37,17 @@ __all__ = ["MAX_REQUEST_BYTES", "run_child"]
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
 """Largest request (arguments + pickled executor) a child accepts from the application."""
 
-_RESULT_FD, _CHANNEL_FD, _RULESET_FD = 3, 4, 5
+_RESULT_FD, _CHANNEL_FD, _RULESET_FD, _NETNS_FD = 3, 4, 5, 6
 
 
-def _rearrange_fds(out_w: int, result_w: int, channel: int, ruleset: int | None) -> None:
+def _rearrange_fds(
+    out_w: int, result_w: int, channel: int, ruleset: int | None, netns: int | None
+) -> None:
     devnull = os.open("/dev/null", os.O_RDWR)
     wanted = [devnull, out_w, out_w, result_w, channel]
-    if ruleset is not None:
-        wanted.append(ruleset)
+    wanted.append(ruleset if ruleset is not None else devnull)
+    if netns is not None:
+        wanted.append(netns)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512) for fd in wanted]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target < 3)
@@ -72,14 +77,15 @@ def _fail(kind: str, message: str, **extra: Any) -> bytes:
 
 
 def run_child(
-    spec: dict[str, Any], out_w: int, result_w: int, channel: int, ruleset: int | None
-) -> None:
+    spec: dict[str, Any], out_w: int, result_w: int, channel: int, ruleset: int | None,
+    netns: int | None = None,
+) -> None:  # fmt: skip
     """Never returns: runs the call and ``_exit``s."""
     status = 0
     try:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setpgid(0, 0)
-        _rearrange_fds(out_w, result_w, channel, ruleset)
+        _rearrange_fds(out_w, result_w, channel, ruleset, netns)
         status = _run(spec)
     except BaseException as exc:  # the child must never fall back into the zygote's loop
         _write_result(_fail("sandbox", f"sandbox setup failed: {type(exc).__name__}: {exc}"))
@@ -126,9 +132,11 @@ def _run(spec: dict[str, Any]) -> int:
 
 def _lock_down(spec: dict[str, Any]) -> None:
     _set_rlimits(spec["rlimits"])
-    flags = (CLONE_NEWNET if spec["netns"] else 0) | (CLONE_NEWPID if spec["pidns"] else 0)
-    if flags:
-        unshare(flags)
+    if spec["netns"]:
+        setns(_NETNS_FD, CLONE_NEWNET)
+        os.close(_NETNS_FD)
+    if spec["pidns"]:
+        unshare(CLONE_NEWPID)
     if spec["landlock"]:
         landlock.restrict_self(_RULESET_FD)
         os.close(_RULESET_FD)

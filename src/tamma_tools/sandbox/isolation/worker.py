@@ -35,21 +35,47 @@ def _serve(fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     protocol.write_all(fd, protocol.frame(protocol.encode({"ok": True, "pid": os.getpid()})))
     cache: dict[str, Callable[..., Any]] = {}
+    reader = _FrameReader(fd)
     while True:
         try:
-            request = protocol.decode(protocol.read_frame(fd, _MAX_REQUEST_BYTES))
+            request = protocol.decode(reader.frame())
         except protocol.ProtocolError:
             return  # the application closed the channel
-        blob = protocol.read_frame(fd, _MAX_REQUEST_BYTES) if request.get("blob") else None
+        blob = reader.frame() if request.get("blob") else None
         protocol.write_all(fd, protocol.frame(_one_call(request, blob, cache, memory)))
+
+
+class _FrameReader:
+    """Frames from a blocking fd with one ``read`` per small frame (the per-call hot path)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def frame(self) -> bytes:
+        head = protocol.HEADER.size
+        while True:
+            if len(self.buf) >= head:
+                (size,) = protocol.HEADER.unpack_from(self.buf)
+                if size > _MAX_REQUEST_BYTES:
+                    raise protocol.ProtocolError(f"frame of {size} bytes is too large")
+                if len(self.buf) >= head + size:
+                    data = bytes(self.buf[head : head + size])
+                    del self.buf[: head + size]
+                    return data
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                raise protocol.ProtocolError("channel closed")
+            self.buf += chunk
 
 
 def _one_call(
     request: dict[str, Any], blob: bytes | None, cache: dict[str, Callable[..., Any]], hard: int
 ) -> bytes:
     soft = min(int(request.get("memory_bytes", hard)), hard)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     try:
         target = request["target"]
         key = target.get("ref") or hashlib.sha256(blob or b"").hexdigest()
