@@ -119,6 +119,7 @@ class ExecutionSandbox:
         self._active: dict[str, ActiveExecution] = {}
         self._targets: dict[Any, tuple[dict[str, Any], bytes | None, tuple[str, ...]]] = {}
         self._listeners: list[Callable[[SandboxEvent], None]] = []
+        self._missing: dict[tuple[str, bool, bool], tuple[str, ...]] = {}
         self._path_policy: Any = None
         self._network_policy: Any = None
         self._closed = False
@@ -163,7 +164,12 @@ class ExecutionSandbox:
                       *, command: bool = False) -> tuple[str, ...]:  # fmt: skip
         """Missing layers; raises unless the config allows weak isolation."""
         caps = self.capabilities()
-        missing = caps.missing(self._required_layers(isolation, tool, command=command))
+        key = (isolation, self._network_allowed(tool), command)
+        missing = self._missing.get(key)
+        if missing is None:
+            missing = self._missing[key] = caps.missing(
+                self._required_layers(isolation, tool, command=command)
+            )
         if missing and not self.config.allow_weak_isolation:
             why = "; ".join(f"{m}: {caps.reason(m)}" for m in missing)
             raise SandboxUnavailable(
