@@ -17,10 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 import jsonschema_rs
 import orjson
+from pydantic import BaseModel
 
 from tamma_tools import CallerContext, RateLimit, ToolDefinition
 from tamma_tools.events import CallRecord
