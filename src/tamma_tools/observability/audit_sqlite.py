@@ -50,10 +50,10 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 CREATE INDEX IF NOT EXISTS audit_tool_ts ON audit (tool, ts);
-CREATE INDEX IF NOT EXISTS audit_user_ts ON audit (user_id, ts);
 """
-# Outcome queries scan by time range or use the summary's GROUP BY; an outcome index would cost
-# every insert for a column with a dozen values.
+# Two indexes only: each costs every insert, and a (user_id, ts) index measured +40-90 % per
+# row (many callers means inserts scattered over the index). Caller and outcome queries use the
+# time index when given a range and scan otherwise; PostgreSQL, for big shared logs, has all three.
 
 _INSERT = f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 

@@ -104,6 +104,19 @@ class MetricsObserver:
     def on_call_finished(self, record: CallRecord) -> None:
         outcome = record.outcome
         tool = record.tool
+        if outcome == "executed":
+            # The common case, for a tool seen before: two dict hits and a bisect.
+            key = (tool, outcome)
+            hist = self._hist.get(tool)
+            if hist is not None and key in self._calls:
+                seconds = record.duration_ms / 1000.0
+                with self._lock:
+                    self._calls[key] += 1
+                    hist[bisect_left(self.buckets_s, seconds)] += 1
+                    hist[-1] += seconds
+                    if self._active:
+                        self._finish_active(record.call_id)
+                return
         with self._lock:
             if outcome == "unknown_tool":
                 tool = UNKNOWN_TOOL
@@ -131,14 +144,16 @@ class MetricsObserver:
                 self._violations[kind] = self._violations.get(kind, 0) + 1
             elif outcome == "rate_limited":
                 self._rate_limited[tool] = self._rate_limited.get(tool, 0) + 1
-            active = self._active
-            if active:
-                n = active.get(record.call_id)
-                if n is not None:
-                    if n <= 1:
-                        del active[record.call_id]
-                    else:
-                        active[record.call_id] = n - 1
+            if self._active:
+                self._finish_active(record.call_id)
+
+    def _finish_active(self, call_id: str) -> None:
+        n = self._active.get(call_id)
+        if n is not None:
+            if n <= 1:
+                del self._active[call_id]
+            else:
+                self._active[call_id] = n - 1
 
     # --- reading ----------------------------------------------------------------------------
 
