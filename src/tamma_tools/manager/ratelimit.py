@@ -13,9 +13,11 @@ Semantics every backend implements (``RedisRateLimiter`` keeps the same ones acr
   every window, measured from now and assuming no other call is admitted meanwhile: for each full
   window, the time until enough of its slots free, and the largest of those. So a caller that
   waits exactly that long and retries is admitted (unless someone else took the slot first).
-- A window with ``limit == 0`` never admits; its retry-after is the window length, a finite
-  number, so it can be sent to a model and logged as JSON.
-- Windows are identified by their length: two windows of the same length on one key share a log.
+- A window with ``limit <= 0`` never admits; its retry-after is the window length, a finite
+  number, so it can be sent to a model and logged as JSON. No windows at all always admits.
+- Windows are identified by their length: two windows of the same length on one key share a log
+  and a call takes one slot in it (as Redis does with one sorted set per length).
+- Times are seconds on one monotonic clock; the Redis backend uses the server's clock instead.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ call amortised, and faster than idle keys can pile up: 2 per call against at mos
 
 
 def _distinct_lengths(windows: Sequence[tuple[float, int]]) -> bool:
+    """Cheap for the usual one to three windows; ``RateLimit.windows()`` never repeats one."""
     if len(windows) == 2:
         return windows[0][0] != windows[1][0]
     return len({seconds for seconds, _limit in windows}) == len(windows)
@@ -60,7 +63,7 @@ _Logs = dict[float, deque[float]]
 class InMemoryRateLimiter:
     """Exact sliding-log limiter for one process, safe across threads and asyncio tasks.
 
-    Memory is bounded: a window's log never holds more than its ``limit`` entries, at most
+    Memory is bounded: a window's log never holds more than its (largest) ``limit`` entries, at most
     ``max_keys`` keys are kept (the least recently used key is forgotten first, which makes the
     limiter more permissive for that key, never stricter), and keys whose every entry has
     expired are dropped as calls pass by. ``clock`` is a monotonic clock in seconds; inject a fake
