@@ -27,17 +27,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+HERE = str(Path(__file__).resolve().parent)
+
 
 def trivial(a: int, b: int) -> int:
     return a + b
 
 
 async def main(rounds: int = 20) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, HERE)
     # Import this file as a module so the executor is importable by path in the zygote/workers
     # and picklable by reference for the ProcessPoolExecutor.
     import bench_isolation as me
-
     from tamma_tools.sandbox.config import SandboxConfig, effective_limits
     from tamma_tools.sandbox.sandbox import ExecutionSandbox
     from tamma_tools.types import CallerContext, ToolDefinition

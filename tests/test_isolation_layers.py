@@ -39,7 +39,9 @@ def run_isolated(code: str) -> subprocess.CompletedProcess[str]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -100,7 +102,13 @@ def test_seccomp_blocks_processes_and_inet_sockets_but_not_threads() -> None:
         a, b = socket.socketpair(); out.append("unix:ok")
         print(" ".join(out))
     """)
-    assert proc.stdout.split() == ["fork:EPERM", "inet:EPERM", "exec:EPERM", "thread:ok", "unix:ok"], proc.stderr
+    assert proc.stdout.split() == [
+        "fork:EPERM",
+        "inet:EPERM",
+        "exec:EPERM",
+        "thread:ok",
+        "unix:ok",
+    ], proc.stderr
 
 
 def test_landlock_confines_reads_and_writes_to_the_rules(tmp_path: Path) -> None:
@@ -174,7 +182,9 @@ def _er(kind: str, **extra: object) -> bytes:
         (b"ER{not json", ToolCrashed, "tool_error"),
     ],
 )
-def test_child_failures_map_to_typed_errors(payload: bytes, error: type[Exception], code: str) -> None:
+def test_child_failures_map_to_typed_errors(
+    payload: bytes, error: type[Exception], code: str
+) -> None:
     with pytest.raises(error) as info:
         outcome.interpret(tool="t", limits=LIMITS, killed=None, result=payload)
     assert info.value.code == code  # type: ignore[attr-defined]
@@ -183,7 +193,9 @@ def test_child_failures_map_to_typed_errors(payload: bytes, error: type[Exceptio
 def test_exit_statuses_map_to_typed_errors() -> None:
     killed_by_cpu = signal.SIGKILL  # the hard RLIMIT_CPU, one second after SIGXCPU
     with pytest.raises(ResourceLimitExceeded) as info:
-        outcome.interpret(tool="t", limits=LIMITS, killed=None, result=None, status=killed_by_cpu, cpu_s=3.0)
+        outcome.interpret(
+            tool="t", limits=LIMITS, killed=None, result=None, status=killed_by_cpu, cpu_s=3.0
+        )
     assert info.value.details["limit"] == "cpu"
     with pytest.raises(ToolCrashed, match="SIGSEGV"):
         outcome.interpret(tool="t", limits=LIMITS, killed=None, result=None, status=signal.SIGSEGV)

@@ -82,10 +82,26 @@ CASES = [
     ("memory bomb", T.memory_bomb, {}, (), None, "resource_limit", 3.0),
     ("sleep ignoring signals", T.sleep_ignoring_signals, {"seconds": 60}, (), 1.0, "timeout", 1.0),
     ("fork bomb", T.fork_bomb, {}, (), None, "sandbox_violation", 3.0),
-    ("setsid grandchild", T.setsid_grandchild, {"marker": "escaped"}, ("file:write",), None, "sandbox_violation", 3.0),
+    (
+        "setsid grandchild",
+        T.setsid_grandchild,
+        {"marker": "escaped"},
+        ("file:write",),
+        None,
+        "sandbox_violation",
+        3.0,
+    ),
     ("huge stdout", T.huge_stdout, {}, (), None, "resource_limit", 3.0),
     ("thread bomb", T.thread_bomb, {}, (), None, "resource_limit", 3.0),
-    ("reading /etc/shadow", T.read_file, {"path": "/etc/shadow"}, ("file:read",), None, "sandbox_violation", 3.0),
+    (
+        "reading /etc/shadow",
+        T.read_file,
+        {"path": "/etc/shadow"},
+        ("file:read",),
+        None,
+        "sandbox_violation",
+        3.0,
+    ),
     ("20 MB result", T.big_result, {"megabytes": 20}, (), None, "resource_limit", 3.0),
 ]
 
@@ -154,7 +170,9 @@ async def test_writing_outside_the_root_is_refused(sandbox: ExecutionSandbox, ro
     result, _ = await call(sandbox, T.write_file, {"path": str(outside), "text": "x"}, "file:write")
     assert result.error_code == "sandbox_violation"
     assert not outside.exists()
-    inside, _ = await call(sandbox, T.write_file, {"path": "inside.txt", "text": "ok"}, "file:write")
+    inside, _ = await call(
+        sandbox, T.write_file, {"path": "inside.txt", "text": "ok"}, "file:write"
+    )
     assert inside.success and (root / "inside.txt").read_text() == "ok"
     await assert_still_serves(sandbox)
 
@@ -189,6 +207,8 @@ async def test_limits_are_the_smallest_of_config_tool_and_caller(sandbox: Execut
     limits = effective_limits(sandbox.config, tool("x").metadata, ctx)
     assert (limits.timeout_s, limits.max_memory_bytes) == (0.5, 64 * MiB)
     started = time.monotonic()
-    result = await sandbox.execute_function(tool("slow"), T.slow_add, {"a": 1, "b": 2, "seconds": 5}, ctx)
+    result = await sandbox.execute_function(
+        tool("slow"), T.slow_add, {"a": 1, "b": 2, "seconds": 5}, ctx
+    )
     assert result.error_code == "timeout"
     assert time.monotonic() - started < 1.5

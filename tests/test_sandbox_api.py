@@ -148,7 +148,9 @@ async def test_cancelling_the_awaiting_task_kills_the_child(sandbox: ExecutionSa
     with pytest.raises(asyncio.CancelledError):
         await task
     zygote = sandbox._zygote.pid  # type: ignore[union-attr]
-    assert zygote is not None and await asyncio.to_thread(wait_until, lambda: not children_of(zygote))
+    assert zygote is not None and await asyncio.to_thread(
+        wait_until, lambda: not children_of(zygote)
+    )
 
 
 async def test_worker_timeout_and_memory_replace_the_worker(sandbox: ExecutionSandbox) -> None:
@@ -160,14 +162,19 @@ async def test_worker_timeout_and_memory_replace_the_worker(sandbox: ExecutionSa
     result = await sandbox.execute_function(tool("bomb", "worker"), T.memory_bomb, {})
     assert result.error_code == "resource_limit" and result.details["limit"] == "memory"
     assert await run(sandbox, T.add, {"a": 1, "b": 2}, "worker") == 3
-    assert wait_until(lambda: not os.path.exists(f"/proc/{before}") or before not in children_of(os.getpid()))
+    assert wait_until(
+        lambda: not os.path.exists(f"/proc/{before}") or before not in children_of(os.getpid())
+    )
 
 
 async def test_parallel_process_calls_run_concurrently(sandbox: ExecutionSandbox) -> None:
     await run(sandbox, T.add, {"a": 0, "b": 0})  # zygote warm
     started = time.monotonic()
     results = await asyncio.gather(
-        *(run(sandbox, T.slow_add, {"a": i, "b": 1, "seconds": 0.5}, call_id=f"p{i}") for i in range(6))
+        *(
+            run(sandbox, T.slow_add, {"a": i, "b": 1, "seconds": 0.5}, call_id=f"p{i}")
+            for i in range(6)
+        )
     )
     assert results == [i + 1 for i in range(6)]
     assert time.monotonic() - started < 2.0  # serial would take 3 s
@@ -237,9 +244,9 @@ def test_capabilities_and_layers_on_this_kernel(sandbox: ExecutionSandbox) -> No
     expected = tuple(x for x in ("rlimits", "netns", "landlock", "seccomp") if getattr(caps, x))
     assert layers == ("clean_interpreter", *expected)
     net_tool = tool("n", "process", "network:http")
-    assert "netns" not in ExecutionSandbox(SandboxConfig(enable_network_access=True)).layers_in_force(
-        "process", net_tool
-    )
+    assert "netns" not in ExecutionSandbox(
+        SandboxConfig(enable_network_access=True)
+    ).layers_in_force("process", net_tool)
     assert sandbox.layers_in_force("in_process", tool("t")) == ()
 
 
@@ -248,7 +255,9 @@ async def test_limit_hits_are_events(sandbox: ExecutionSandbox) -> None:
     sandbox.add_listener(events.append)
     try:
         ctx = CallerContext(resource_limits=ResourceLimits(timeout_s=0.3))
-        await sandbox.execute_function(tool("slow"), T.slow_add, {"a": 1, "b": 2, "seconds": 5}, ctx)
+        await sandbox.execute_function(
+            tool("slow"), T.slow_add, {"a": 1, "b": 2, "seconds": 5}, ctx
+        )
     finally:
         sandbox._listeners.remove(events.append)
     assert [(e.kind, e.code, e.tool) for e in events] == [("limit", "timeout", "slow")]
@@ -256,7 +265,9 @@ async def test_limit_hits_are_events(sandbox: ExecutionSandbox) -> None:
 
 async def test_in_process_timeout_is_cooperative_but_reported(sandbox: ExecutionSandbox) -> None:
     ctx = CallerContext(resource_limits=ResourceLimits(timeout_s=0.2))
-    result = await sandbox.execute_function(tool("s", "in_process"), T.async_sleep_then, {"seconds": 5}, ctx)
+    result = await sandbox.execute_function(
+        tool("s", "in_process"), T.async_sleep_then, {"seconds": 5}, ctx
+    )
     assert result.error_code == "timeout"
 
 

@@ -162,9 +162,14 @@ def heap_has_secret(digest: str) -> bool:
 
     seen = 0
     for obj in gc.get_objects():
-        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list | tuple) else ()
+        values = (
+            obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list | tuple) else ()
+        )
         for item in values:
-            if isinstance(item, str) and hashlib.sha256(item.encode("utf-8", "replace")).hexdigest() == digest:
+            if (
+                isinstance(item, str)
+                and hashlib.sha256(item.encode("utf-8", "replace")).hexdigest() == digest
+            ):
                 return True
             seen += 1
     return False

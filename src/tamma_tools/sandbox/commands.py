@@ -6,10 +6,10 @@ Off by default (``SandboxConfig.enable_system_commands``). When on:
   ``;``, ``$(...)`` and globs in an argument are just bytes handed to the binary.
 * ``argv[0]`` must be on ``SandboxConfig.allowed_commands``, by bare name (resolved on a fixed
   ``PATH``, never the application's) or by exact absolute path. Relative paths are refused.
-* The command runs in the ``process`` sandbox with exec allowed, with the first allowed root as
-  its working directory (read-only unless the tool passed in declares ``file:write``; the default
-  tool declares ``file:read``), as PID 1 of a fresh PID namespace: killing the call kills every process
-  it started, ``setsid`` daemons included (research/sandbox.md §2.2: ``killpg`` misses them).
+* The command runs in the ``process`` sandbox with exec allowed, in the first allowed root
+  (read-only unless the tool passed in declares ``file:write``; the default tool declares
+  ``file:read``), as PID 1 of a fresh PID namespace: killing the call kills every process it
+  started, ``setsid`` daemons included (research/sandbox.md §2.2: ``killpg`` misses them).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def resolve_command(argv: Any, *, enabled: bool, allowed: tuple[str, ...]) -> st
         if os.path.normpath(name) != name or name not in allowed:
             raise CommandDenied(COMMAND_NOT_ALLOWED_TEXT.format(name=name, allowed=listing),
                                 rule="commands.allowlist")  # fmt: skip
-        return name
+        return str(name)
     if name not in allowed:
         raise CommandDenied(COMMAND_NOT_ALLOWED_TEXT.format(name=name, allowed=listing),
                             rule="commands.allowlist")  # fmt: skip

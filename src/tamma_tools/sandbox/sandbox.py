@@ -185,7 +185,7 @@ class ExecutionSandbox:
     def check_path(self, path: Any, mode: str = "read") -> Any:
         """Delegate to the path policy (``sandbox/paths.py``) built from this config."""
         if self._path_policy is None:
-            from tamma_tools.sandbox import paths
+            from tamma_tools.sandbox import paths  # type: ignore[attr-defined,unused-ignore]
 
             self._path_policy = _build_policy(paths.PathPolicy, self.config)
         return self._path_policy.check_path(path, mode)
@@ -193,7 +193,7 @@ class ExecutionSandbox:
     def check_url(self, url: str, *, resolver: Any = None) -> Any:
         """Delegate to the network policy (``sandbox/network.py``) built from this config."""
         if self._network_policy is None:
-            from tamma_tools.sandbox import network
+            from tamma_tools.sandbox import network  # type: ignore[attr-defined,unused-ignore]
 
             self._network_policy = _build_policy(network.NetworkPolicy, self.config)
         return self._network_policy.check_url(url, resolver=resolver)
@@ -373,7 +373,8 @@ class ExecutionSandbox:
         if not self.config.enable_file_system_access:
             roots, mode = [], None
         paths = [[p, "ro"] for p in _readable_paths()] + [["/dev/null", "rw"]]
-        paths += [[r, mode] for r in roots]
+        if mode is not None:
+            paths += [[r, mode] for r in roots]
         return {
             "op": "spawn",
             "landlock": caps.landlock,
@@ -472,8 +473,8 @@ class ExecutionSandbox:
         try:
             value = await self.run(
                 call_id=call_id, tool=tool, executor=executor, arguments=dict(args), context=ctx,
-                context_param=context_param, limits=effective_limits(self.config, tool.metadata, ctx),
-                isolation=isolation,
+                context_param=context_param, isolation=isolation,
+                limits=effective_limits(self.config, tool.metadata, ctx),
             )  # fmt: skip
         except TammaToolsError as exc:
             return FunctionResult(

@@ -20,8 +20,8 @@ __all__ = [
     "check",
     "libc",
     "prctl",
-    "syscall",
     "setns",
+    "syscall",
     "unshare",
 ]
 

@@ -127,7 +127,7 @@ def main() -> None:
             errors[layer] = f"{type(exc).__name__}: {exc}"
 
     def rlimits() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        _, hard = resource.getrlimit(resource.RLIMIT_CORE)
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
         resource.setrlimit(resource.RLIMIT_AS, resource.getrlimit(resource.RLIMIT_AS))
 

@@ -14,6 +14,7 @@ call's result or signal its siblings.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -66,10 +67,9 @@ def _set_rlimits(limits: dict[str, int]) -> None:
 
 
 def _write_result(data: bytes) -> None:
-    try:
+    # OSError: the application stopped reading (result cap or deadline); it already knows.
+    with contextlib.suppress(OSError):
         protocol.write_all(_RESULT_FD, data)
-    except OSError:
-        pass  # the application stopped reading (result cap or deadline): it already knows
 
 
 def _fail(kind: str, message: str, **extra: Any) -> bytes:

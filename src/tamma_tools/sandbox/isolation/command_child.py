@@ -34,7 +34,7 @@ def make_runner(target: dict[str, Any], spec: dict[str, Any]) -> Callable[[], di
     cwd = spec.get("cwd") or "/"
 
     def run() -> dict[str, Any]:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, binary checked against the allowlist
+        proc = subprocess.Popen(
             argv,
             executable=binary,
             cwd=cwd,
@@ -43,7 +43,7 @@ def make_runner(target: dict[str, Any], spec: dict[str, Any]) -> Callable[[], di
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded child
+            preexec_fn=_die_with_parent,
         )
         assert proc.stdout is not None and proc.stderr is not None
         streams = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}

@@ -48,7 +48,10 @@ DENIED_TEXT = "tool {tool!r} tried something its sandbox forbids and was refused
 CRASH_TEXT = "tool {tool!r} failed: {detail}"
 SIGNAL_TEXT = "tool {tool!r} crashed: its process was killed by {signal}"
 EXIT_TEXT = "tool {tool!r} exited with status {status} before returning a result"
-NOT_JSON_TEXT = "tool {tool!r} returned a value that is not JSON ({detail}); return dicts, lists, str, numbers, bools or None"
+NOT_JSON_TEXT = (
+    "tool {tool!r} returned a value that is not JSON ({detail}); "
+    "return dicts, lists, str, numbers, bools or None"
+)
 
 
 def _limit_value(limit: str, limits: EffectiveLimits) -> float | int:
@@ -75,11 +78,13 @@ def raise_for_kill(reason: str, tool: str, limits: EffectiveLimits) -> NoReturn:
     if reason == "cancelled":
         raise ExecutionCancelled(CANCELLED_TEXT.format(tool=tool))
     if reason == "output":
-        raise ResourceLimitExceeded(OUTPUT_TEXT.format(tool=tool, limit=limits.max_output_bytes),
-                                    limit="output", limit_value=limits.max_output_bytes)  # fmt: skip
+        cap = limits.max_output_bytes
+        raise ResourceLimitExceeded(OUTPUT_TEXT.format(tool=tool, limit=cap),
+                                    limit="output", limit_value=cap)  # fmt: skip
     if reason == "result_size":
-        raise ResourceLimitExceeded(RESULT_TEXT.format(tool=tool, limit=limits.max_result_bytes),
-                                    limit="result_size", limit_value=limits.max_result_bytes)  # fmt: skip
+        cap = limits.max_result_bytes
+        raise ResourceLimitExceeded(RESULT_TEXT.format(tool=tool, limit=cap),
+                                    limit="result_size", limit_value=cap)  # fmt: skip
     raise ToolTimeout(TIMEOUT_TEXT.format(tool=tool, limit=limits.timeout_s),
                       limit="timeout", timeout_s=limits.timeout_s)  # fmt: skip
 

@@ -44,7 +44,7 @@ def resolve(target: dict[str, Any], blob: bytes | None) -> Callable[..., Any]:
             raise ValueError("pickled executor missing from the request")
         # Parent -> child only: the application pickled its own executor. Nothing is ever
         # unpickled in the other direction.
-        return pickle.loads(blob)  # type: ignore[no-any-return]  # noqa: S301
+        return pickle.loads(blob)  # type: ignore[no-any-return]
     raise ValueError(f"unknown executor kind {target['kind']!r}")
 
 

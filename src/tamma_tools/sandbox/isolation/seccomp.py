@@ -139,7 +139,7 @@ def program(spec: FilterSpec) -> list[tuple[int, int, int, int]]:
 
 
 class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]  # noqa: RUF012
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 _compiled: dict[FilterSpec, tuple[ctypes.Array[ctypes.c_char], _SockFprog]] = {}
