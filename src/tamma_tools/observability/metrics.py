@@ -104,6 +104,7 @@ class MetricsObserver:
     def on_call_finished(self, record: CallRecord) -> None:
         outcome = record.outcome
         tool = record.tool
+        key: tuple[str, str]
         if outcome == "executed":
             # The common case, for a tool seen before: two dict hits and a bisect.
             key = (tool, outcome)
