@@ -205,6 +205,13 @@ def test_zero_limit_never_admits_and_no_windows_always_admits() -> None:
     assert all(limiter.try_acquire("k", []) == 0.0 for _ in range(1000))
 
 
+def test_two_windows_of_one_length_share_a_log() -> None:
+    limiter = InMemoryRateLimiter(clock=FakeClock())
+    windows = [(60.0, 5), (3600.0, 10), (60.0, 3)]
+    assert [limiter.try_acquire("k", windows) for _ in range(4)][-1] > 0.0
+    assert limiter.entries() == 3 + 3  # one slot per admitted call in each distinct length
+
+
 def test_explicit_now_overrides_the_clock() -> None:
     limiter = InMemoryRateLimiter(clock=FakeClock(5.0))
     assert limiter.try_acquire("k", [(10.0, 1)], now=100.0) == 0.0
