@@ -34,9 +34,10 @@ __all__ = [
     "Reply",
     "chat_chunks",
     "chat_completion",
-    "openai_server",
+    "openai_fixture",
     "responses_events",
     "responses_object",
+    "serve",
     "sse_body",
 ]
 
@@ -279,6 +280,17 @@ def responses_events(message: dict[str, Any], *, fragment: int = 8) -> list[dict
 # --- the server ---------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closes its connection early (after [DONE], or on aclose()) is normal.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class OpenAIServer:
     """``with OpenAIServer() as server: ... server.base_url`` (ends in ``/v1``)."""
 
@@ -347,8 +359,7 @@ class OpenAIServer:
                         outer.connections_closed_early += 1
                     self.close_connection = True
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _reply_for(self, path: str, body: dict[str, Any]) -> Reply:
@@ -401,8 +412,15 @@ class OpenAIServer:
         self.stop()
 
 
-@pytest.fixture
-def openai_server() -> Iterator[OpenAIServer]:
-    """A started server with nothing queued and no script; stopped after the test."""
+def serve() -> Iterator[OpenAIServer]:
+    """A started server with nothing queued and no script, stopped afterwards.
+
+    Test modules make it a fixture under the name they like: ``server = openai_fixture``.
+    """
     with OpenAIServer() as server:
         yield server
+
+
+openai_fixture = pytest.fixture(serve, name="server")
+"""The ``server`` fixture: ``from tests.support.openai_server import openai_fixture`` and then
+``server = openai_fixture`` at module level."""
