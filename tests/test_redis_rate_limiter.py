@@ -115,6 +115,12 @@ async def test_fail_open_admits_when_redis_is_gone(redis: RedisServer) -> None:
     assert limiter.backend_errors == 1
 
 
+async def test_a_zero_limit_always_refuses_for_a_whole_window(redis: RedisServer) -> None:
+    limiter = RedisRateLimiter(redis.url)
+    assert await limiter.acquire("zero", [(60.0, 0)]) == 60.0
+    await limiter.aclose()
+
+
 def test_unknown_failure_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="fail_closed"):
         RedisRateLimiter("redis://127.0.0.1:1/0", on_failure="maybe")  # type: ignore[arg-type]

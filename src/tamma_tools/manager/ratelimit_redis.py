@@ -42,7 +42,9 @@ for i = 0, n - 1 do
   local key = prefix .. ':' .. window
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   local count = redis.call('ZCARD', key)
-  if count >= limit then
+  if limit <= 0 then
+    if window > wait then wait = window end
+  elseif count >= limit then
     local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
     local free_at = tonumber(oldest[2]) + window
     if free_at - now > wait then wait = free_at - now end
