@@ -1,7 +1,7 @@
 """Prometheus metrics for tool calls, in a registry of their own.
 
-The call path only bumps plain counters under one uncontended lock (~0.4 µs); the Prometheus
-metric families are built from them when the registry is scraped (a custom collector, the
+The call path only bumps plain counters in a per-thread shard, without a lock (~0.3 µs); the
+Prometheus metric families are built from them when the registry is scraped (a custom collector, the
 pattern ``prometheus_client`` documents for values kept elsewhere). Its labelled ``Counter``
 would cost ~1.2 µs per ``labels().inc()`` and the histogram another ~0.7 µs.
 
@@ -64,6 +64,28 @@ UNKNOWN_TOOL = "<unknown>"
 OTHER_TOOL = "<other>"
 
 
+class _Shard:
+    """One thread's counters. Only its own thread writes them, so the call path takes no lock;
+    a scrape copies every shard (``dict(d)`` and ``list(l)`` are single C calls under the GIL)
+    and adds them up."""
+
+    __slots__ = (
+        "active", "breaches", "calls", "executed", "hist", "rate_limited", "timeouts", "violations"
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+        self.executed: dict[str, int] = {}
+        """``calls_total{outcome="executed"}`` per tool, kept apart for the fast path."""
+        self.hist: dict[str, list[float]] = {}
+        """Per tool: one count per bucket, one for +Inf, then the sum of observed seconds."""
+        self.violations: dict[str, int] = {}
+        self.rate_limited: dict[str, int] = {}
+        self.timeouts: dict[str, int] = {}
+        self.breaches: dict[tuple[str, str], int] = {}
+        self.active: dict[str, int] = {}
+
+
 class MetricsObserver:
     """A ``CallObserver`` that keeps call metrics and exposes them through ``registry``."""
 
@@ -83,78 +105,87 @@ class MetricsObserver:
         self.buckets_s = tuple(buckets_s)
         self.max_tools = max_tools
         self._lock = threading.Lock()
-        self._calls: dict[tuple[str, str], int] = {}
-        self._hist: dict[str, list[float]] = {}
-        """Per tool: one count per bucket, one for +Inf, then the sum of observed seconds."""
-        self._violations: dict[str, int] = {}
-        self._rate_limited: dict[str, int] = {}
-        self._timeouts: dict[str, int] = {}
-        self._breaches: dict[tuple[str, str], int] = {}
-        self._active: dict[str, int] = {}
+        self._local = threading.local()
+        self._shards: list[_Shard] = []
         self._tools: set[str] = set()
         self._collector = _Collector(self)
         self.registry.register(self._collector)
 
+    def _shard(self) -> _Shard:
+        shard = _Shard()
+        self._local.shard = shard
+        with self._lock:
+            self._shards.append(shard)
+        return shard
+
     # --- the call path ----------------------------------------------------------------------
 
     def on_call_started(self, call_id: str, tool: str, context: CallerContext) -> None:
-        with self._lock:
-            self._active[call_id] = self._active.get(call_id, 0) + 1
+        try:
+            active = self._local.shard.active
+        except AttributeError:
+            active = self._shard().active
+        active[call_id] = active.get(call_id, 0) + 1
 
     def on_call_finished(self, record: CallRecord) -> None:
-        outcome = record.outcome
-        tool = record.tool
-        key: tuple[str, str]
-        if outcome == "executed":
-            # The common case, for a tool seen before: two dict hits and a bisect.
-            key = (tool, outcome)
-            hist = self._hist.get(tool)
-            if hist is not None and key in self._calls:
+        try:
+            shard: _Shard = self._local.shard
+        except AttributeError:
+            shard = self._shard()
+        if record.outcome == "executed":
+            # The common case, for a tool this thread has seen: two dict hits and a bisect.
+            tool = record.tool
+            hist = shard.hist.get(tool)
+            if hist is not None and tool in shard.executed:
+                shard.executed[tool] += 1
                 seconds = record.duration_ms / 1000.0
-                with self._lock:
-                    self._calls[key] += 1
-                    hist[bisect_left(self.buckets_s, seconds)] += 1
-                    hist[-1] += seconds
-                    if self._active:
-                        self._finish_active(record.call_id)
-                return
-        with self._lock:
-            if outcome == "unknown_tool":
-                tool = UNKNOWN_TOOL
-            elif tool not in self._tools:
-                if len(self._tools) >= self.max_tools:
-                    tool = OTHER_TOOL
-                else:
-                    self._tools.add(tool)
-            key = (tool, outcome)
-            self._calls[key] = self._calls.get(key, 0) + 1
-            if outcome in EXECUTED_OUTCOMES:
-                seconds = record.duration_ms / 1000.0
-                hist = self._hist.get(tool)
-                if hist is None:
-                    hist = self._hist[tool] = [0.0] * (len(self.buckets_s) + 2)
                 hist[bisect_left(self.buckets_s, seconds)] += 1
                 hist[-1] += seconds
-                if outcome == "timed_out":
-                    self._timeouts[tool] = self._timeouts.get(tool, 0) + 1
-                elif outcome == "resource_limit":
-                    bkey = (tool, record.error_code or "resource_limit")
-                    self._breaches[bkey] = self._breaches.get(bkey, 0) + 1
-            elif outcome == "denied":
-                kind = record.rule or record.error_code or "denied"
-                self._violations[kind] = self._violations.get(kind, 0) + 1
-            elif outcome == "rate_limited":
-                self._rate_limited[tool] = self._rate_limited.get(tool, 0) + 1
-            if self._active:
-                self._finish_active(record.call_id)
+                if shard.active:
+                    _finish_active(shard.active, record.call_id)
+                return
+        self._record_slow(shard, record)
 
-    def _finish_active(self, call_id: str) -> None:
-        n = self._active.get(call_id)
-        if n is not None:
-            if n <= 1:
-                del self._active[call_id]
-            else:
-                self._active[call_id] = n - 1
+    def _tool_label(self, tool: str, outcome: str) -> str:
+        if outcome == "unknown_tool":
+            return UNKNOWN_TOOL
+        if tool in self._tools:
+            return tool
+        with self._lock:
+            if tool in self._tools:
+                return tool
+            if len(self._tools) >= self.max_tools:
+                return OTHER_TOOL
+            self._tools.add(tool)
+            return tool
+
+    def _record_slow(self, shard: _Shard, record: CallRecord) -> None:
+        outcome = record.outcome
+        tool = self._tool_label(record.tool, outcome)
+        if outcome == "executed":
+            shard.executed[tool] = shard.executed.get(tool, 0) + 1
+        else:
+            key = (tool, outcome)
+            shard.calls[key] = shard.calls.get(key, 0) + 1
+        if outcome in EXECUTED_OUTCOMES:
+            seconds = record.duration_ms / 1000.0
+            hist = shard.hist.get(tool)
+            if hist is None:
+                hist = shard.hist[tool] = [0.0] * (len(self.buckets_s) + 2)
+            hist[bisect_left(self.buckets_s, seconds)] += 1
+            hist[-1] += seconds
+            if outcome == "timed_out":
+                shard.timeouts[tool] = shard.timeouts.get(tool, 0) + 1
+            elif outcome == "resource_limit":
+                bkey = (tool, record.error_code or "resource_limit")
+                shard.breaches[bkey] = shard.breaches.get(bkey, 0) + 1
+        elif outcome == "denied":
+            kind = record.rule or record.error_code or "denied"
+            shard.violations[kind] = shard.violations.get(kind, 0) + 1
+        elif outcome == "rate_limited":
+            shard.rate_limited[tool] = shard.rate_limited.get(tool, 0) + 1
+        if shard.active:
+            _finish_active(shard.active, record.call_id)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -165,15 +196,38 @@ class MetricsObserver:
 
     def _snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "calls": dict(self._calls),
-                "hist": {tool: list(h) for tool, h in self._hist.items()},
-                "violations": dict(self._violations),
-                "rate_limited": dict(self._rate_limited),
-                "timeouts": dict(self._timeouts),
-                "breaches": dict(self._breaches),
-                "active": sum(self._active.values()),
-            }
+            shards = list(self._shards)
+        calls: dict[tuple[str, str], float] = {}
+        hist: dict[str, list[float]] = {}
+        sums: dict[str, dict[Any, float]] = {
+            "violations": {}, "rate_limited": {}, "timeouts": {}, "breaches": {}
+        }  # fmt: skip
+        active = 0
+        for shard in shards:
+            for key, n in dict(shard.calls).items():
+                calls[key] = calls.get(key, 0) + n
+            for tool, n in dict(shard.executed).items():
+                calls[(tool, "executed")] = calls.get((tool, "executed"), 0) + n
+            for tool, counts in dict(shard.hist).items():
+                copy = list(counts)
+                total = hist.get(tool)
+                hist[tool] = (
+                    copy if total is None else [a + b for a, b in zip(total, copy, strict=True)]
+                )
+            for name, target in sums.items():
+                for key, n in dict(getattr(shard, name)).items():
+                    target[key] = target.get(key, 0) + n
+            active += sum(dict(shard.active).values())
+        return {"calls": calls, "hist": hist, "active": active, **sums}
+
+
+def _finish_active(active: dict[str, int], call_id: str) -> None:
+    n = active.get(call_id)
+    if n is not None:
+        if n <= 1:
+            del active[call_id]
+        else:
+            active[call_id] = n - 1
 
 
 class _Collector(Collector):
