@@ -279,3 +279,42 @@ async def test_process_calls_without_network_run_in_an_empty_network_namespace(
     ours = os.readlink("/proc/self/ns/net")
     theirs = {await run(sandbox, T.network_namespace, {}) for _ in range(2)}
     assert ours not in theirs
+
+
+APP_THAT_DIES = """
+import asyncio, os, sys
+sys.path.insert(0, {repo!r})
+from tamma_tools.sandbox.config import SandboxConfig
+from tamma_tools.sandbox.sandbox import ExecutionSandbox
+from tamma_tools.types import ToolDefinition
+from tests.support import isolated_tools as T
+
+def tool(isolation):
+    return ToolDefinition.model_validate(
+        {{"type": "function", "function": {{"name": "t"}}, "metadata": {{"isolation": isolation}}}})
+
+async def main():
+    sb = ExecutionSandbox(SandboxConfig(max_execution_time_s=60))
+    busy = [asyncio.create_task(sb.execute_function(tool(i), T.sleep_ignoring_signals, {{"seconds": 60}}))
+            for i in ("process", "worker")]
+    while len(sb.get_active_executions()) < 2 or any(a.pid is None for a in sb.get_active_executions()):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    print(sb._zygote.pid, *(a.pid for a in sb.get_active_executions() if a.pid), flush=True)
+    os._exit(0)  # the application dies without closing anything
+
+asyncio.run(main())
+"""
+
+
+def test_nothing_outlives_an_application_that_dies() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", APP_THAT_DIES.format(repo=repo)],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 3  # zygote, its busy child and the busy worker
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 5.0)

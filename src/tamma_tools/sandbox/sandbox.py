@@ -120,6 +120,7 @@ class ExecutionSandbox:
         self._targets: dict[Any, tuple[dict[str, Any], bytes | None, tuple[str, ...]]] = {}
         self._listeners: list[Callable[[SandboxEvent], None]] = []
         self._missing: dict[tuple[str, bool, bool], tuple[str, ...]] = {}
+        self._caps: SandboxCapabilities | None = None
         self._path_policy: Any = None
         self._network_policy: Any = None
         self._closed = False
@@ -130,7 +131,10 @@ class ExecutionSandbox:
 
     def capabilities(self) -> SandboxCapabilities:
         """Layers this kernel offers (probed once per process, in a throwaway child)."""
-        return probe()
+        caps = self._caps
+        if caps is None:
+            caps = self._caps = probe()
+        return caps
 
     def _network_allowed(self, tool: ToolDefinition) -> bool:
         perms = tool.metadata.permissions
@@ -330,6 +334,8 @@ class ExecutionSandbox:
             ) from exc
 
     def _worker_pool(self) -> WorkerPool:
+        if self._pool is not None:
+            return self._pool
         with self._lock:
             if self._pool is None:
                 self._pool = WorkerPool(self.config.worker_count, _import_path(),
@@ -407,7 +413,7 @@ class ExecutionSandbox:
         blob: bytes | None, limits: EffectiveLimits,
     ) -> Any:  # fmt: skip
         zygote = self._zygote_client()
-        switch = KillSwitch()
+        switch = KillSwitch(on_pid=lambda pid: setattr(active, "pid", pid))
         active._stop = switch.kill
         payload = protocol.encode(request)
         loop = asyncio.get_running_loop()

@@ -14,6 +14,8 @@ import os
 import resource
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,8 +94,21 @@ def _one_call(
         return b"ER" + protocol.encode(failure)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker busy in a call never reads the channel's EOF, so watch the parent instead.
+
+    ``PR_SET_PDEATHSIG`` would fire when the *thread* that started the worker exits, which for
+    a worker started from an executor thread is not the application's death.
+    """
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     fd = int(os.environ.pop("TAMMA_CONTROL_FD", "3"))
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         _serve(fd)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,10 +43,12 @@ class _NotStarted(ZygoteDied):
 class KillSwitch:
     """Kills one running child; the first reason given wins (deadline, cap, cancel)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_pid: Callable[[int], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._pidfd: int | None = None
         self.reason: str | None = None
+        self.on_pid = on_pid
+        """Told the child's PID once it exists (for ``get_active_executions``)."""
 
     def attach(self, pidfd: int) -> None:
         with self._lock:
@@ -250,6 +253,8 @@ class ZygoteClient:
             ack = protocol.decode(msg[protocol.HEADER.size :])
             outcome.pid = ack.get("pid")
             switch.attach(pidfd)
+            if switch.on_pid is not None and outcome.pid is not None:
+                switch.on_pid(outcome.pid)
             try:
                 chan.settimeout(max(0.05, deadline - time.monotonic()))
                 chan.sendall(protocol.frame(payload))
