@@ -32,6 +32,8 @@ __all__ = [
     "OpenAIServer",
     "RecordedRequest",
     "Reply",
+    "assert_history_valid",
+    "call",
     "chat_chunks",
     "chat_completion",
     "openai_fixture",
@@ -39,6 +41,7 @@ __all__ = [
     "responses_object",
     "serve",
     "sse_body",
+    "tool_messages",
 ]
 
 MODEL = "scripted-model"
@@ -300,6 +303,8 @@ class OpenAIServer:
         self.requests: list[RecordedRequest] = []
         self.connections_closed_early = 0
         """Streaming replies whose client went away before the last chunk was written."""
+        self.closed_early = threading.Event()
+        """Set when the first such reply is seen."""
         self._lock = threading.Lock()
         outer = self
 
@@ -357,6 +362,7 @@ class OpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     with outer._lock:
                         outer.connections_closed_early += 1
+                    outer.closed_early.set()
                     self.close_connection = True
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
@@ -424,3 +430,41 @@ def serve() -> Iterator[OpenAIServer]:
 openai_fixture = pytest.fixture(serve, name="server")
 """The ``server`` fixture: ``from tests.support.openai_server import openai_fixture`` and then
 ``server = openai_fixture`` at module level."""
+
+
+# --- helpers for provider tests -----------------------------------------------------------
+
+
+def call(call_id: str, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """A tool call as a scripted message carries it."""
+    args = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool results a request carries, in either API's shape, as ``{id, content}``."""
+    out = []
+    for item in body.get("messages") or body.get("input") or []:
+        if item.get("role") == "tool":
+            out.append({"id": item["tool_call_id"], "content": item["content"]})
+        elif item.get("type") == "function_call_output":
+            out.append({"id": item["call_id"], "content": item["output"]})
+    return out
+
+
+def assert_history_valid(messages: list[dict[str, Any]]) -> None:
+    """What the API demands before it takes a history: every assistant tool call is answered by
+    exactly one tool message right after it, and no tool message answers nothing."""
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        i += 1
+        assert message.get("role") != "tool", f"tool message without a call: {message}"
+        if message.get("role") != "assistant" or not message.get("tool_calls"):
+            continue
+        wanted = [c["id"] for c in message["tool_calls"]]
+        answered = []
+        while i < len(messages) and messages[i].get("role") == "tool":
+            answered.append(messages[i]["tool_call_id"])
+            i += 1
+        assert sorted(answered) == sorted(wanted), f"calls {wanted} answered by {answered}"

@@ -229,8 +229,10 @@ class _Run:
                 text = TRUNCATED_STUB.format(reason=outcome.finish_reason)
                 self.messages.extend(_stub(call, text) for call in calls)
                 continue
-            async for event in self._execute(outcome.message, calls):
-                yield event
+            # aclosing: closing the run must reach the tool calls still running.
+            async with contextlib.aclosing(self._execute(outcome.message, calls)) as results:
+                async for event in results:
+                    yield event
 
     def _stop_rule(self, outcome: TurnOutcome, calls: list[FunctionCall]) -> StreamError | None:
         """Loop detection, then the turn limit; either answers every call with a stub."""
