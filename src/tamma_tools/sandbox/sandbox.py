@@ -20,12 +20,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import dataclasses
 import inspect
 import math
-import os
-import sys
-import sysconfig
 import threading
 import time
 import uuid
@@ -37,7 +33,6 @@ from typing import Any
 
 from tamma_tools.errors import (
     ExecutionCancelled,
-    ExecutorNotTransferable,
     SandboxUnavailable,
     TammaToolsError,
     ToolCrashed,
@@ -47,6 +42,13 @@ from tamma_tools.sandbox.config import EffectiveLimits, SandboxConfig, effective
 from tamma_tools.sandbox.isolation import outcome as _outcome
 from tamma_tools.sandbox.isolation import protocol
 from tamma_tools.sandbox.isolation.capabilities import SandboxCapabilities, probe
+from tamma_tools.sandbox.isolation.transfer import (
+    context_dict,
+    executor_target,
+    import_path,
+    readable_paths,
+)
+from tamma_tools.sandbox.isolation.transfer import context_param as find_context_param
 from tamma_tools.sandbox.isolation.worker_pool import Worker, WorkerPool
 from tamma_tools.sandbox.isolation.zygote_client import ChildOutcome, KillSwitch, ZygoteClient
 from tamma_tools.types import CallerContext, FunctionResult, Isolation, ToolDefinition
@@ -57,17 +59,6 @@ WEAK_ISOLATION_TEXT = (
     "tool {tool!r} needs isolation layer(s) {missing} that this machine does not offer ({why}); "
     "it was not run. Set SandboxConfig(allow_weak_isolation=True) to run it without them"
 )
-NOT_TRANSFERABLE_TEXT = (
-    "tool {tool!r} cannot run isolated: its executor is neither importable by path "
-    "(module-level function in an importable module) nor serialisable with cloudpickle ({why}). "
-    "Move it to a module-level function in an importable module, or set its isolation to "
-    "'in_process' if it is trusted and bounded"
-)
-
-_SYSTEM_READ_PATHS = (
-    "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ssl", "/etc/ca-certificates",
-    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types", "/usr/share/zoneinfo",
-)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -223,36 +214,7 @@ class ExecutionSandbox:
     def _target(
         self, tool: str, executor: Callable[..., Any]
     ) -> tuple[dict[str, Any], bytes | None, tuple[str, ...]]:
-        try:
-            hit = self._targets.get(executor)
-        except TypeError:
-            hit = None
-        if hit is not None:
-            return hit
-        module = getattr(executor, "__module__", None)
-        qualname = getattr(executor, "__qualname__", None)
-        target: tuple[dict[str, Any], bytes | None, tuple[str, ...]] | None = None
-        if module and qualname and module != "__main__" and "<locals>" not in qualname:
-            obj: Any = sys.modules.get(module)
-            for part in qualname.split("."):
-                obj = getattr(obj, part, None)
-            if obj is executor:
-                target = ({"kind": "import", "ref": f"{module}:{qualname}"}, None, (module,))
-        if target is None:
-            try:
-                import cloudpickle
-
-                blob = cloudpickle.dumps(executor)
-            except Exception as exc:
-                raise ExecutorNotTransferable(
-                    NOT_TRANSFERABLE_TEXT.format(tool=tool, why=f"{type(exc).__name__}: {exc}")
-                ) from exc
-            target = ({"kind": "pickle"}, blob, ("cloudpickle",))
-        with contextlib.suppress(TypeError):
-            if len(self._targets) > 4096:
-                self._targets.clear()
-            self._targets[executor] = target
-        return target
+        return executor_target(tool, executor, self._targets)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -275,7 +237,7 @@ class ExecutionSandbox:
             request = {
                 "target": target,
                 "arguments": arguments,
-                "context": _context_dict(context) if context_param else None,
+                "context": context_dict(context) if context_param else None,
                 "context_param": context_param,
                 "blob": blob is not None,
                 "memory_bytes": limits.max_memory_bytes,
@@ -338,7 +300,7 @@ class ExecutionSandbox:
             return self._pool
         with self._lock:
             if self._pool is None:
-                self._pool = WorkerPool(self.config.worker_count, _import_path(),
+                self._pool = WorkerPool(self.config.worker_count, import_path(),
                                         self.config.max_memory_bytes)  # fmt: skip
             return self._pool
 
@@ -378,7 +340,7 @@ class ExecutionSandbox:
         roots = [str(p) for p in self.config.allowed_paths] if mode else []
         if not self.config.enable_file_system_access:
             roots, mode = [], None
-        paths = [[p, "ro"] for p in _readable_paths()] + [["/dev/null", "rw"]]
+        paths = [[p, "ro"] for p in readable_paths()] + [["/dev/null", "rw"]]
         if mode is not None:
             paths += [[r, mode] for r in roots]
         return {
@@ -403,7 +365,7 @@ class ExecutionSandbox:
     def _zygote_client(self) -> ZygoteClient:
         with self._lock:
             if self._zygote is None:
-                self._zygote = ZygoteClient(_import_path(), [])
+                self._zygote = ZygoteClient(import_path(), [])
                 self._threads = ThreadPoolExecutor(max_workers=64,
                                                    thread_name_prefix="tamma-sandbox")  # fmt: skip
             return self._zygote
@@ -474,7 +436,7 @@ class ExecutionSandbox:
         ctx = context or CallerContext()
         isolation: Isolation = tool.metadata.isolation or self.config.default_isolation
         call_id = f"exec_{uuid.uuid4().hex[:16]}"
-        context_param = _context_param(executor)
+        context_param = find_context_param(executor)
         started = time.perf_counter()
         try:
             value = await self.run(
@@ -537,53 +499,3 @@ def _shutdown(state: dict[str, Any]) -> None:
 def _build_policy(cls: Any, config: SandboxConfig) -> Any:
     factory = getattr(cls, "from_config", None)
     return factory(config) if factory is not None else cls(config)
-
-
-def _context_dict(context: CallerContext) -> dict[str, Any]:
-    return {
-        "user_id": context.user_id,
-        "session_id": context.session_id,
-        "roles": sorted(context.roles),
-        "permissions": sorted(context.permissions),
-        "resource_limits": dataclasses.asdict(context.resource_limits),
-    }
-
-
-def _context_param(executor: Callable[..., Any]) -> str | None:
-    with contextlib.suppress(TypeError, ValueError):
-        for name, param in inspect.signature(executor).parameters.items():
-            ann = param.annotation
-            if (
-                ann is CallerContext
-                or ann == "CallerContext"
-                or getattr(ann, "__name__", "") == "CallerContext"
-            ):
-                return name
-    return None
-
-
-def _import_path() -> list[str]:
-    """The application's import path for the isolated interpreters (``''`` made absolute)."""
-    out: list[str] = []
-    for entry in sys.path:
-        path = os.path.abspath(entry or os.getcwd())
-        if path not in out and os.path.isdir(path):
-            out.append(path)
-    return out
-
-
-def _readable_paths() -> list[str]:
-    """What an isolated tool may read besides its roots: the interpreter and its libraries.
-
-    The application's working directory is left out on purpose: it usually holds ``.env`` and
-    the like. Modules imported from it are imported in the zygote before the child locks down.
-    """
-    cwd = os.path.abspath(os.getcwd())
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *_SYSTEM_READ_PATHS}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        with contextlib.suppress(KeyError):
-            paths.add(sysconfig.get_paths()[key])
-    for entry in sys.path:
-        if entry and os.path.abspath(entry) != cwd and os.path.isdir(entry):
-            paths.add(os.path.abspath(entry))
-    return sorted(p for p in paths if os.path.exists(p))
