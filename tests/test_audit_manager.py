@@ -244,3 +244,36 @@ def test_observability_facade_builds_the_observers(
         assert "tamma_tools_active_executions 0.0" in body
     if audit:
         assert (tmp_path / "tamma-audit.db").exists() is False  # nothing recorded, nothing created
+
+
+def test_fan_out_isolates_a_failing_observer_and_skips_idle_start_hooks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tamma_tools.observability import FanOut
+
+    class Broken:
+        def on_call_started(self, call_id: str, tool: str, context: CallerContext) -> None:
+            raise RuntimeError("boom")
+
+        def on_call_finished(self, record: Any) -> None:
+            raise RuntimeError("boom")
+
+    metrics = MetricsObserver()
+    with SQLiteAuditLog(tmp_path / "a.db") as audit:
+        fan = FanOut([Broken(), audit.observer(), metrics])
+        assert len(fan._started) == 2  # the audit hand-off has no start hook
+        mgr = build_manager([fan])
+        ctx = CallerContext(roles=frozenset({"analyst"}))
+        call = {"id": "c1", "type": "function",
+                "function": {"name": "forecast", "arguments": '{"city": "Oslo", "token": "t"}'}}  # fmt: skip
+        assert (await_result := asyncio.run(mgr.execute_function_call(call, ctx))).success, (
+            await_result
+        )
+        assert [r.outcome for r in audit.query()] == ["executed"]
+    assert (
+        metrics.registry.get_sample_value(
+            "tamma_tools_calls_total", {"tool": "forecast", "outcome": "executed"}
+        )
+        == 1
+    )
+    assert sum("observer failed" in r.getMessage() for r in caplog.records) == 2

@@ -3,7 +3,7 @@
 Everything here is a ``CallObserver`` (``tamma_tools.events``) fed by the manager::
 
     obs = Observability(audit="audit.db", metrics=True, tracing=True, alerts=True)
-    manager = FunctionCallingManager(observers=obs.observers)
+    manager = FunctionCallingManager(observers=[obs.observer])
     ...
     print(obs.audit.summary())
     obs.close()
@@ -29,6 +29,7 @@ from tamma_tools.observability.alerts import (
 )
 from tamma_tools.observability.audit import AuditEntry, AuditFilter, AuditLog, AuditObserver
 from tamma_tools.observability.audit_sqlite import SQLiteAuditLog
+from tamma_tools.observability.fanout import FanOut
 from tamma_tools.observability.hashchain import ChainReport
 from tamma_tools.observability.logging import LogObserver
 from tamma_tools.observability.metrics import (
@@ -49,6 +50,7 @@ __all__ = [
     "AuditObserver",
     "ChainReport",
     "FailureRateRule",
+    "FanOut",
     "LatencyBaselineRule",
     "LatencyThresholdRule",
     "LogObserver",
@@ -127,6 +129,11 @@ class Observability:
             self.alerts.add_callback(on_alert)
         self.logs = LogObserver() if logs is True else logs if logs else None
         self._server: MetricsServer | None = None
+
+    @property
+    def observer(self) -> FanOut:
+        """All of them as one observer (the cheapest way to hand them to the manager)."""
+        return FanOut(self.observers)
 
     @property
     def observers(self) -> list[CallObserver]:

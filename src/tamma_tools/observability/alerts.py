@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from tamma_tools.events import CallRecord
 from tamma_tools.types import CallerContext
@@ -245,6 +245,8 @@ AlertCallback = Callable[[Alert], None]
 @dataclass
 class AlertEngine:
     """A ``CallObserver`` evaluating alert rules over a sliding window of decisions."""
+
+    observes_start: ClassVar[bool] = False
 
     rules: list[AlertRule] = field(default_factory=default_rules)
     callbacks: list[AlertCallback] = field(default_factory=list)

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import orjson
 
@@ -451,6 +451,7 @@ class AuditObserver:
     """The ``CallObserver`` that feeds an ``AuditLog``: one queue hand-off per decision."""
 
     __slots__ = ("audit_log", "on_call_finished")
+    observes_start: ClassVar[bool] = False
 
     def __init__(self, audit_log: AuditLog) -> None:
         self.audit_log = audit_log

@@ -9,6 +9,7 @@ level costs one call.
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from tamma_tools.events import CallRecord
 from tamma_tools.types import CallerContext
@@ -23,6 +24,8 @@ _DEBUG = frozenset({"executed", "dry_run", "approved", "repaired"})
 
 class LogObserver:
     """A ``CallObserver`` writing one structured log record per decision."""
+
+    observes_start: ClassVar[bool] = False
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger(CALL_LOGGER)

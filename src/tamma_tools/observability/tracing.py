@@ -61,16 +61,14 @@ class TracingObserver:
         self._tracer: Tracer | None = (
             tracer_provider.get_tracer(_SCOPE) if tracer_provider is not None else None
         )
-        self._checked_at = float("-inf")
+        self._next_check = float("-inf") if tracer_provider is None else float("inf")
         self._open: dict[str, Span] = {}
 
     def _current_tracer(self) -> Tracer | None:
-        if self._fixed is not None:
-            return self._tracer
         now = time.monotonic()
-        if now - self._checked_at < self.recheck_s:
+        if now < self._next_check:
             return self._tracer
-        self._checked_at = now
+        self._next_check = now + self.recheck_s
         provider = trace.get_tracer_provider()
         if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             self._tracer = None
@@ -81,7 +79,9 @@ class TracingObserver:
     # --- the call path ----------------------------------------------------------------------
 
     def on_call_started(self, call_id: str, tool: str, context: CallerContext) -> None:
-        tracer = self._current_tracer()
+        tracer = self._tracer
+        if time.monotonic() >= self._next_check:
+            tracer = self._current_tracer()
         if tracer is None:
             return
         if len(self._open) >= _MAX_OPEN_SPANS:
@@ -97,10 +97,10 @@ class TracingObserver:
     def on_call_finished(self, record: CallRecord) -> None:
         span = self._open.pop(record.call_id, None) if self._open else None
         if span is None:
-            if record.outcome in _NOT_YET_RUN:
-                return
-            tracer = self._current_tracer()
-            if tracer is None:
+            tracer = self._tracer
+            if time.monotonic() >= self._next_check:
+                tracer = self._current_tracer()
+            if tracer is None or record.outcome in _NOT_YET_RUN:
                 return
             end_ns = int(record.timestamp * 1e9)
             span = tracer.start_span(
