@@ -3,6 +3,7 @@ dies with the call (PID namespace; ``setsid`` grandchildren included)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +131,22 @@ async def test_builtin_tool_definition_and_executor(sandbox: ExecutionSandbox) -
     assert definition.to_openai()["function"]["parameters"]["required"] == ["argv"]
     out = await executor(argv=["echo", "ok"], context=CallerContext())
     assert out == {"exit_code": 0, "stdout": "ok\n", "stderr": "", "truncated": False}
+
+
+async def test_fork_bomb_in_a_command_is_capped_by_a_pids_cgroup(root: Path) -> None:
+    if not os.access("/sys/fs/cgroup/pids", os.W_OK):
+        pytest.skip("no writable pids cgroup here; the PID namespace still reaps the tree")
+    sb = ExecutionSandbox(SandboxConfig(enable_system_commands=True, allowed_commands=("sh",),
+                                        max_processes=16, allowed_paths=(root,)))  # fmt: skip
+    try:
+        out = await sb.run_command(
+            ["sh", "-c", "for i in $(seq 1 100); do sleep 0.5 & done; wait; echo finished"]
+        )
+        # dash gives up with "Cannot fork" once the cgroup holds 16 processes.
+        assert "fork" in out["stderr"].lower() and out["exit_code"] != 0
+        assert "finished" not in out["stdout"]
+    finally:
+        await sb.aclose()
+    assert wait_until(
+        lambda: not [d for d in os.listdir("/sys/fs/cgroup/pids") if d.startswith("tamma-")]
+    )

@@ -21,10 +21,12 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from tamma_tools.sandbox.isolation import child, landlock, protocol, seccomp
 from tamma_tools.sandbox.isolation._libc import CLONE_NEWNET, unshare
+from tamma_tools.sandbox.isolation.cgroups import PidsCgroups
 
 __all__ = ["main"]
 
@@ -34,7 +36,9 @@ class _Zygote:
         self.control = control
         self.selector = selectors.DefaultSelector()
         self.selector.register(control, selectors.EVENT_READ, None)
-        self.children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, channel)
+        self.children: dict[int, tuple[int, socket.socket, str | None]] = {}
+        """pidfd -> (pid, channel, pids cgroup)"""
+        self.cgroups: PidsCgroups | None = None
         self.rulesets: dict[bytes, int] = {}
         self._netns: int | None = None
 
@@ -109,16 +113,21 @@ class _Zygote:
             child.run_child(spec, out_w, result_w, channel.fileno(), ruleset, netns)
         os.close(result_w)
         os.close(out_w)
+        cgroup = None
+        if spec.get("pids_max"):
+            if self.cgroups is None:
+                self.cgroups = PidsCgroups()
+            cgroup = self.cgroups.create(pid, int(spec["pids_max"]))
         pidfd = os.pidfd_open(pid)
         try:
             socket.send_fds(channel, [protocol.frame(protocol.encode({"pid": pid}))], [pidfd])
         except OSError:
             os.kill(pid, signal.SIGKILL)
-        self.children[pidfd] = (pid, channel)
+        self.children[pidfd] = (pid, channel, cgroup)
         self.selector.register(pidfd, selectors.EVENT_READ, pid)
 
     def reap(self, pidfd: int) -> None:
-        pid, channel = self.children.pop(pidfd)
+        pid, channel, cgroup = self.children.pop(pidfd)
         self.selector.unregister(pidfd)
         _, status, usage = os.wait4(pid, 0)
         os.close(pidfd)
@@ -126,6 +135,8 @@ class _Zygote:
         with contextlib.suppress(OSError):
             channel.sendall(protocol.frame(protocol.encode({"status": status, "cpu_s": cpu})))
         channel.close()
+        if cgroup is not None and self.cgroups is not None:
+            self.cgroups.remove(cgroup)
 
     def handle_control(self) -> bool:
         try:
@@ -153,7 +164,8 @@ class _Zygote:
 
     def serve(self) -> None:
         while True:
-            for key, _ in self.selector.select():
+            pending = self.cgroups is not None and self.cgroups.sweep()
+            for key, _ in self.selector.select(0.2 if pending else None):
                 if key.data is None:
                     if not self.handle_control():
                         self.shutdown()
@@ -163,11 +175,19 @@ class _Zygote:
 
     def shutdown(self) -> None:
         """The application went away: no call may outlive it."""
-        for pidfd, (pid, _) in list(self.children.items()):
+        for pidfd, (pid, _, cgroup) in list(self.children.items()):
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+            if cgroup is not None and self.cgroups is not None:
+                self.cgroups.remove(cgroup)
+        if self.cgroups is not None:
+            for _ in range(20):
+                if not self.cgroups.sweep():
+                    break
+                time.sleep(0.05)
+            self.cgroups.close()
 
 
 def main() -> None:
