@@ -64,6 +64,8 @@ class Reply:
     """Pause before the status line: a server that accepted the request and went silent."""
     cut: bool = False
     """Close the connection before the terminating chunk (a stream cut by the server)."""
+    pauses: dict[int, float] = field(default_factory=dict)
+    """Extra pause in seconds before chunk ``i``: a server that goes quiet mid-stream."""
 
     @classmethod
     def json(
@@ -347,9 +349,9 @@ class OpenAIServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 try:
-                    for piece in reply.chunks:
-                        if reply.delay_s:
-                            time.sleep(reply.delay_s)
+                    for i, piece in enumerate(reply.chunks):
+                        if reply.delay_s or i in reply.pauses:
+                            time.sleep(reply.delay_s + reply.pauses.get(i, 0.0))
                         if piece:
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                             self.wfile.flush()
@@ -366,7 +368,9 @@ class OpenAIServer:
                     self.close_connection = True
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def _reply_for(self, path: str, body: dict[str, Any]) -> Reply:
         with self._lock:

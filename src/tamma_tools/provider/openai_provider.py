@@ -134,7 +134,8 @@ class OpenAIProvider:
         """The same loop without streaming: the final message, every tool result, the history.
 
         Raises the ``ProviderError`` of a failed turn (HTTP status, in-body error, cut or
-        unreadable response). Loop detection and the turn limit do not raise: they set
+        unreadable response); its ``details["result"]`` holds the run so far, whose history is
+        valid to send. Loop detection and the turn limit do not raise: they set
         ``stop_reason`` and ``error`` on the result, whose history stays valid to send.
         """
         stream = self._run(request, context, stream=False)
@@ -145,6 +146,8 @@ class OpenAIProvider:
             await stream.aclose()
         result = stream.result()
         if isinstance(result.error, ProviderError):
+            # Nothing is lost: the turns that completed stay reachable from the error.
+            result.error.details["result"] = result
             raise result.error
         return result
 
