@@ -277,3 +277,16 @@ def test_fan_out_isolates_a_failing_observer_and_skips_idle_start_hooks(
         == 1
     )
     assert sum("observer failed" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_observability_from_the_configuration_file(tmp_path: Path) -> None:
+    from tamma_tools.config import load_settings
+
+    cfg = tmp_path / "tamma.toml"
+    cfg.write_text('[audit]\npath = "logs/audit.db"\n')
+    with Observability.from_settings(load_settings(cfg)) as obs:
+        assert isinstance(obs.audit, SQLiteAuditLog)
+        assert obs.audit.path == tmp_path / "logs" / "audit.db"
+    cfg.write_text("[audit]\nenabled = false\n")
+    with Observability.from_settings(load_settings(cfg)) as obs:
+        assert obs.audit is None

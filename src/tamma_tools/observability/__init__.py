@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tamma_tools.events import CallObserver
 from tamma_tools.observability.alerts import (
@@ -69,7 +69,11 @@ __all__ = [
     "start_metrics_server",
 ]
 
+if TYPE_CHECKING:
+    from tamma_tools.config import Settings
+
 DEFAULT_AUDIT_PATH = "tamma-audit.db"
+"""The same default as the configuration file's ``[audit] path``."""
 
 
 def __getattr__(name: str) -> Any:
@@ -129,6 +133,24 @@ class Observability:
             self.alerts.add_callback(on_alert)
         self.logs = LogObserver() if logs is True else logs if logs else None
         self._server: MetricsServer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Observability:
+        """From the configuration file's ``[audit]`` and ``[metrics]`` sections: the SQLite path
+        is relative to the file; a ``[metrics] port`` starts the ``/metrics`` endpoint."""
+        audit: AuditLog | None = None
+        section = settings.audit
+        if section.enabled:
+            if section.backend == "postgres":
+                from tamma_tools.observability.audit_postgres import PostgresAuditLog
+
+                audit = PostgresAuditLog(section.url or "")
+            else:
+                audit = SQLiteAuditLog(settings.resolve(section.path))
+        obs = cls(**{"audit": audit, **overrides})
+        if settings.metrics.port is not None and obs.metrics is not None:
+            obs.serve_metrics(settings.metrics.port)
+        return obs
 
     @property
     def observer(self) -> FanOut:
