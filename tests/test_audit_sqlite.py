@@ -426,3 +426,17 @@ def test_closing_a_paused_log_still_writes_everything(db: Path) -> None:
     log.close()
     with SQLiteAuditLog(db) as again:
         assert again.count() == 50
+
+
+def test_records_handed_to_a_closed_log_are_logged_not_dropped(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = SQLiteAuditLog(db)
+    log.close()
+    late = mixed_records(2, prefix="late")
+    for rec in late:
+        log.record(rec)
+    assert log.flush() is False
+    spilled = [r for r in caplog.records if r.getMessage().startswith("audit row ")]
+    assert [r.audit_row["call_id"] for r in spilled] == ["late_0", "late_1"]  # type: ignore[attr-defined]
+    assert log.flush() is True  # nothing left

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -348,9 +349,12 @@ class AuditLog(abc.ABC):
         self._resumed.set()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every record handed over before this call is committed (True if so)."""
+        """Wait until every record handed over before this call is committed (True if so).
+
+        After ``close()``, records handed over late cannot be written any more: they are logged
+        at ERROR level as JSON (never silently dropped) and ``flush()`` returns False."""
         if self._closed or not self._thread.is_alive():
-            return self._closed
+            return self._spill_late() == 0 and self._closed
         marker = _Flush()
         self._queue.put(marker)
         return marker.done.wait(timeout)
@@ -367,6 +371,25 @@ class AuditLog(abc.ABC):
             self._queue.put(_STOP)
             self._thread.join(timeout)
         self._close_backend()
+        # Observers may still hand records to a closed log; at exit they go to the error log.
+        atexit.register(self._spill_late)
+
+    def _spill_late(self) -> int:
+        records: list[CallRecord] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, CallRecord):
+                records.append(item)
+        if records:
+            rows = []
+            for record in records:
+                with contextlib.suppress(Exception):
+                    rows.append(self.to_row(record))
+            self._spill(rows, RuntimeError(f"{self!r} was closed before they were handed over"))
+        return len(records)
 
     @property
     def closed(self) -> bool:
