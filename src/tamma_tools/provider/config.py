@@ -47,7 +47,8 @@ class FunctionCallingConfig:
     tool_choice: ToolChoice | None = None
     """The default ``tool_choice``; a forced choice is reset to ``auto`` once it was honoured."""
     loop_threshold: int = 3
-    """The run stops when one tool is called with the same arguments this many times."""
+    """The run stops when one tool is called with the same arguments in this many turns
+    (identical calls within one turn count once)."""
 
     def __post_init__(self) -> None:
         for name in ("max_concurrent_calls", "max_turns", "loop_threshold"):

@@ -62,7 +62,7 @@ StopReason = str
 
 LOOP_STUB = (
     "Error [loop_detected]: this tool call was not executed: tool {name!r} was called with the "
-    "same arguments {count} times in this conversation, so the run was stopped."
+    "same arguments in {count} turns of this conversation, so the run was stopped."
 )
 MAX_TURNS_STUB = (
     "Error [max_turns_exceeded]: this tool call was not executed: the conversation reached its "
@@ -77,8 +77,8 @@ CANCELLED_STUB = (
     "before its result arrived. Do not assume it had any effect."
 )
 LOOP_MESSAGE = (
-    "tool {name!r} was called with the same arguments {count} times; the run was stopped "
-    "(FunctionCallingConfig.loop_threshold={count})"
+    "tool {name!r} was called with the same arguments in {count} turns; the run was stopped "
+    "(FunctionCallingConfig.loop_threshold={threshold})"
 )
 MAX_TURNS_MESSAGE = (
     "the run reached FunctionCallingConfig.max_turns={max_turns} model turns without a final "
@@ -237,14 +237,16 @@ class _Run:
     def _stop_rule(self, outcome: TurnOutcome, calls: list[FunctionCall]) -> StreamError | None:
         """Loop detection, then the turn limit; either answers every call with a stub."""
         worst: tuple[int, str] = (0, "")
-        for call in calls:
-            key = (call.name, _canonical(call.arguments))
+        # Counted once per turn: identical calls side by side in one turn are a batch (the
+        # manager may share one result among them), a loop is the same call turn after turn.
+        for key in {(call.name, _canonical(call.arguments)) for call in calls}:
             count = self._repeats.get(key, 0) + 1
             self._repeats[key] = count
-            worst = max(worst, (count, call.name))
+            worst = max(worst, (count, key[0]))
         if worst[0] >= self.fc.loop_threshold:
             count, name = worst
-            self.error = LoopDetected(LOOP_MESSAGE.format(name=name, count=count), tool=name)
+            text = LOOP_MESSAGE.format(name=name, count=count, threshold=self.fc.loop_threshold)
+            self.error = LoopDetected(text, tool=name)
             self.stop_reason = "loop_detected"
             stub = LOOP_STUB.format(name=name, count=count)
         elif self.turns >= self.fc.max_turns:
