@@ -208,11 +208,16 @@ async def test_mixed_run_of_1000_calls_through_the_manager(tmp_path: Path) -> No
     assert reg.get_sample_value("tamma_tools_active_executions") == 0
     assert reg.get_sample_value("tamma_tools_call_duration_seconds_count", {"tool": "slow"}) == 125
 
-    # One span per decision that was not a pre-execution step, with the GenAI attributes.
+    # One span per call and model turn (an approval annotates the span of the call it allowed).
     spans = exporter.get_finished_spans()
-    assert len(spans) == len(rows)
+    span_rows = [r for r in rows if r.outcome != "approved"]
+    assert len(spans) == len(span_rows)
     span_ids = Counter(s.attributes["gen_ai.tool.call.id"] for s in spans)  # type: ignore[index]
-    assert span_ids == Counter(r.call_id for r in rows)
+    assert span_ids == Counter(r.call_id for r in span_rows)
+    approved_spans = [s for s in spans if (s.attributes or {}).get("tamma.approver") == "alice@ops"]
+    assert sorted(s.attributes["gen_ai.tool.call.id"] for s in approved_spans) == sorted(
+        pending[:5]
+    )  # type: ignore[index]
     assert all(s.attributes["gen_ai.operation.name"] == "execute_tool" for s in spans)  # type: ignore[index]
 
     # Alerts: failures, security violations and timeouts each started one episode.

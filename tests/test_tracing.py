@@ -150,3 +150,19 @@ def test_unfinished_spans_are_bounded(
         tracer.on_call_started(f"c{i}", "t", CTX)
     assert len(tracer._open) == tracing._MAX_OPEN_SPANS
     assert len(exporter.get_finished_spans()) == 5
+
+
+def test_an_approval_annotates_the_span_of_the_call_it_allowed(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    tracer = TracingObserver(tracer_provider=provider)
+    tracer.on_call_finished(
+        rec("c9", "wire_money", "pending_approval", error_code="approval_pending")
+    )
+    tracer.on_call_finished(rec("c9", "wire_money", "approved", approver="alice@ops"))
+    tracer.on_call_started("c9", "wire_money", CTX)
+    tracer.on_call_finished(rec("c9", "wire_money", "executed"))
+    pending, executed = exporter.get_finished_spans()
+    assert dict(pending.attributes or {})["tamma.outcome"] == "pending_approval"
+    assert dict(executed.attributes or {})["tamma.approver"] == "alice@ops"
+    assert tracer._approvers == {}

@@ -31,8 +31,9 @@ __all__ = ["TracingObserver"]
 log = logging.getLogger(__name__)
 
 _SCOPE = "tamma_tools"
-_NOT_YET_RUN = frozenset({"repaired"})
-"""Decisions recorded before the call runs; the span of the call itself follows."""
+_NOT_YET_RUN = frozenset({"repaired", "approved"})
+"""Decisions recorded just before the call runs; they annotate the call's span instead of
+getting their own (one span per call)."""
 _SUCCESS = frozenset({"executed", "approved", "dry_run", "pending_approval"})
 _MAX_OPEN_SPANS = 10_000
 
@@ -63,6 +64,8 @@ class TracingObserver:
         )
         self._next_check = float("-inf") if tracer_provider is None else float("inf")
         self._open: dict[str, Span] = {}
+        self._approvers: dict[str, str] = {}
+        """Who approved a call, kept from the ``approved`` decision until its span opens."""
 
     def _current_tracer(self) -> Tracer | None:
         now = time.monotonic()
@@ -88,10 +91,13 @@ class TracingObserver:
             # A call whose end was never reported: close it rather than grow without bound.
             stale = self._open.pop(next(iter(self._open)))
             stale.end()
+        attributes = _base_attributes(call_id, tool)
+        if self._approvers:
+            approver = self._approvers.pop(call_id, None)
+            if approver is not None:
+                attributes["tamma.approver"] = approver
         self._open[call_id] = tracer.start_span(
-            f"execute_tool {tool}",
-            kind=SpanKind.INTERNAL,
-            attributes=_base_attributes(call_id, tool),
+            f"execute_tool {tool}", kind=SpanKind.INTERNAL, attributes=attributes
         )
 
     def on_call_finished(self, record: CallRecord) -> None:
@@ -100,7 +106,13 @@ class TracingObserver:
             tracer = self._tracer
             if time.monotonic() >= self._next_check:
                 tracer = self._current_tracer()
-            if tracer is None or record.outcome in _NOT_YET_RUN:
+            if tracer is None:
+                return
+            if record.outcome in _NOT_YET_RUN:
+                if record.approver is not None:
+                    if len(self._approvers) >= _MAX_OPEN_SPANS:
+                        self._approvers.pop(next(iter(self._approvers)))
+                    self._approvers[record.call_id] = record.approver
                 return
             end_ns = int(record.timestamp * 1e9)
             span = tracer.start_span(
