@@ -103,6 +103,16 @@ def _server_account() -> str | None:
     return _FALLBACK_USER
 
 
+def _traversable_tmp() -> str:
+    """A temp root every account can traverse (each ancestor has the x bit for others)."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        path = Path(candidate).resolve()
+        if path.is_dir() and all(p.stat().st_mode & 0o001 for p in (path, *path.parents)):
+            return str(path)
+    _unavailable("no temp directory is reachable by an unprivileged account")
+    raise AssertionError("unreachable")
+
+
 def start_postgres() -> PostgresServer:
     """Start a server (or skip/fail as described in the module docstring)."""
     try:
@@ -114,9 +124,9 @@ def start_postgres() -> PostgresServer:
         _unavailable("PostgreSQL server binaries (initdb, pg_ctl) were not found")
         raise AssertionError("unreachable")
     run_as = _server_account()
-    # mkdtemp gives a 0700 directory directly under the temp root, which every account can
-    # traverse (pytest's own tmp dirs sit under a root-only 0700 parent).
-    base = Path(tempfile.mkdtemp(prefix="tamma-pg-"))
+    # The server account must reach its directory: pytest's own tmp dirs sit under a root-only
+    # 0700 parent, so the cluster goes in a fresh directory under a world-traversable temp root.
+    base = Path(tempfile.mkdtemp(prefix="tamma-pg-", dir=_traversable_tmp() if run_as else None))
     datadir, sockdir = base / "data", base / "sock"
     sockdir.mkdir()
     if run_as is not None:
