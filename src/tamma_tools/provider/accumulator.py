@@ -78,6 +78,7 @@ _TOOL_FINISH_ALIASES = frozenset({"stop", "", "function_call"})
 # thought_signature, QUIRKS F4) is kept and echoed on replay. ``custom`` stubs are dropped (E6).
 _KNOWN_CALL_KEYS = frozenset({"index", "id", "type", "function", "custom"})
 _WHITESPACE = " \t\r\n"
+_DATA_OBJECT: dict[type, Any] = {str: "data: {", bytes: b"data: {"}
 
 
 def new_call_id() -> str:
@@ -183,7 +184,23 @@ class StreamAccumulator:
 
     def feed_line(self, line: str | bytes) -> list[StreamEvent]:
         """Feed one SSE line (with or without its line terminator)."""
-        message = self._sse.feed_line(line)
+        sse = self._sse
+        if not sse._data and not sse._event:
+            if not line:
+                return []  # the blank line after an event already handled below
+            prefix = _DATA_OBJECT.get(line.__class__)
+            if prefix is not None and line.startswith(prefix):
+                # Hot path: a one-line event. Parsing it before its blank line arrives is what
+                # the SSE rules give too: a complete JSON object followed by a further data line
+                # can never be valid JSON, so the only possible continuation is whitespace.
+                try:
+                    chunk = orjson.loads(line[6:])
+                except orjson.JSONDecodeError:
+                    pass  # a multi-line event after all: let the parser collect it
+                else:
+                    if chunk.__class__ is dict:
+                        return self.feed_chunk(chunk)
+        message = sse.feed_line(line)
         if message is None:
             return []
         return self._feed_message(message)
@@ -419,6 +436,26 @@ class StreamAccumulator:
             tool_calls = delta.get("tool_calls")
             if tool_calls:
                 for position, tool_call in enumerate(tool_calls):
+                    # Fast path for the common continuation delta, {"index": i, "function":
+                    # {"arguments": "..."}} at a known index: what the general path would do.
+                    if len(tool_call) == 2:
+                        function = tool_call.get("function")
+                        call = state.by_index.get(tool_call.get("index"))
+                        if call is not None and function is not None and len(function) == 1:
+                            arguments = function.get("arguments")
+                            if arguments.__class__ is str:
+                                if arguments:
+                                    call.parts.append(arguments)
+                                    call.has_args = True
+                                    if primary:
+                                        events.append(
+                                            ToolCallArgumentsDelta(
+                                                call.ordinal,
+                                                call.raw_id or call.current_id(self._id_factory),
+                                                arguments,
+                                            )
+                                        )
+                                continue
                     self._feed_tool_call(state, tool_call, position, primary, events)
             else:
                 legacy = delta.get("function_call")

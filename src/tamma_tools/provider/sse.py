@@ -8,6 +8,7 @@ some servers end lines with CRLF. Pure and synchronous: the caller does the I/O.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 __all__ = ["DONE", "SSEMessage", "SSEParser"]
@@ -32,13 +33,15 @@ class SSEParser:
     event without its blank line is not lost.
     """
 
-    __slots__ = ("_data", "_event", "_pending_cr", "_tail", "comment_count")
+    __slots__ = ("_data", "_decoder", "_event", "_pending_cr", "_tail", "comment_count")
 
     def __init__(self) -> None:
         self._data: list[str] = []
         self._event = ""
         self._tail = ""
         self._pending_cr = False
+        # Body pieces may split a UTF-8 character; an incremental decoder carries the rest over.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.comment_count = 0
         """Comment lines seen (keep-alives); useful as a liveness signal."""
 
@@ -46,14 +49,21 @@ class SSEParser:
         """Take one line (a trailing CR, LF or CRLF is stripped); return a message on dispatch."""
         if not isinstance(line, str):
             line = bytes(line).decode("utf-8", "replace")
+        if line.startswith("data: "):  # the common case first
+            if line[-1] in "\r\n":
+                line = line.rstrip("\r\n")
+            self._data.append(line[6:])
+            return None
         if line and line[-1] in "\r\n":
             line = line.rstrip("\r\n")
         if not line:
-            return self._dispatch()
+            if self._data:
+                return self._dispatch()
+            self._event = ""
+            return None
         if line.startswith("data:"):
             # At most one space after the colon is syntax (QUIRKS A2); the rest is payload.
-            value = line[6:] if line.startswith(" ", 5) else line[5:]
-            self._data.append(value)
+            self._data.append(line[6:] if line.startswith(" ", 5) else line[5:])
             return None
         if line[0] == ":":
             self.comment_count += 1
@@ -70,7 +80,7 @@ class SSEParser:
     def feed(self, text: str | bytes) -> list[SSEMessage]:
         """Take any piece of the body; lines may be split anywhere, also between CR and LF."""
         if not isinstance(text, str):
-            text = bytes(text).decode("utf-8", "replace")
+            text = self._decoder.decode(bytes(text))
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = False
@@ -92,6 +102,7 @@ class SSEParser:
 
     def flush(self) -> SSEMessage | None:
         """End of input: dispatch a pending event whose blank line never came."""
+        self._tail += self._decoder.decode(b"", final=True)
         if self._tail:
             tail, self._tail = self._tail, ""
             message = self.feed_line(tail)
