@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import signal
 import socket
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +26,14 @@ from tamma_tools.sandbox.isolation.launch import interpreter_argv, scrubbed_env
 __all__ = ["Worker", "WorkerOutcome", "WorkerPool"]
 
 _START_TIMEOUT_S = 20.0
-FAST_WAIT_S = 0.0002
-"""How long a worker call may block the event loop waiting for a quick answer (200 µs)."""
-_SELECT_FD_LIMIT = 1024
+SPIN_S = 50e-6
+"""How long a worker call polls for its answer before sleeping on the event loop.
+
+A trivial call answers in ~20 µs, but waking a sleeping thread costs ~40 µs more on this kind
+of VM (an idle vCPU must be woken through the hypervisor): measured 21 µs round trip with a
+short poll versus 60-80 µs sleeping in ``select``. So the event loop is held for at most 50 µs,
+then the call waits on the loop like any other.
+"""
 
 
 class Worker:
@@ -110,6 +115,10 @@ class WorkerPool:
         self._closed = False
         self.replaced = 0
 
+    def _try_acquire(self) -> Worker | None:
+        with self._lock:
+            return self._idle.pop() if self._idle and not self._closed else None
+
     async def _acquire(self) -> Worker:
         while True:
             with self._lock:
@@ -157,7 +166,7 @@ class WorkerPool:
     ) -> WorkerOutcome:  # fmt: skip
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        worker = await self._acquire()
+        worker = self._try_acquire() or await self._acquire()
         outcome = WorkerOutcome()
         try:
             if on_start is not None:
@@ -171,7 +180,9 @@ class WorkerPool:
                 sent = 0
             if sent < len(data):
                 await loop.sock_sendall(worker.sock, data[sent:])
-            outcome.result = await _read_frame(loop, worker, deadline, result_cap)
+            outcome.result = _poll_frame(worker, result_cap) or await _read_frame(
+                loop, worker, deadline, result_cap
+            )
             outcome.recycle = (
                 outcome.result.startswith(b"ER") and b'"recycle":true' in outcome.result
             )
@@ -235,25 +246,38 @@ async def _readable(loop: asyncio.AbstractEventLoop, fd: int, deadline: float) -
         timer.cancel()
 
 
+def _poll_frame(worker: Worker, cap: int) -> bytes | None:
+    """The answer if it arrives within ``SPIN_S`` as one read (the common case), else None."""
+    sock = worker.sock
+    spin_until = time.perf_counter() + SPIN_S
+    while True:
+        try:
+            data = sock.recv(1 << 16, socket.MSG_PEEK)
+        except BlockingIOError:
+            if time.perf_counter() < spin_until:
+                continue
+            return None
+        if len(data) < protocol.HEADER.size:
+            return None
+        (size,) = protocol.HEADER.unpack_from(data)
+        if size > cap or len(data) < protocol.HEADER.size + size:
+            return None  # large or partial: the general path reads it
+        sock.recv(protocol.HEADER.size + size)
+        return data[protocol.HEADER.size : protocol.HEADER.size + size]
+
+
 async def _read_frame(
     loop: asyncio.AbstractEventLoop, worker: Worker, deadline: float, cap: int
 ) -> bytes:
     buf = bytearray()
     need: int | None = None
     sock = worker.sock
-    fast = sock.fileno() < _SELECT_FD_LIMIT
     while True:
         try:
             data = sock.recv(1 << 20)
         except BlockingIOError:
             if not worker.alive:
                 raise protocol.ProtocolError("worker killed") from None
-            if fast:
-                # A trivial call answers in ~30 µs; a wake-up through the event loop costs
-                # about as much again. Wait briefly in the kernel first (bounded, no spinning).
-                fast = False
-                if select.select([sock], [], [], FAST_WAIT_S)[0]:
-                    continue
             await _readable(loop, sock.fileno(), deadline)
             continue
         if not data:
