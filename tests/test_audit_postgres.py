@@ -15,7 +15,7 @@ import pytest
 from tamma_tools.errors import ConfigError
 from tamma_tools.observability import open_audit_log
 from tests.support.postgres import PostgresServer, postgres_server
-from tests.test_audit_sqlite import REPO_SRC, assert_rows_match, mixed_records
+from tests.test_audit_sqlite import REPO_SRC, assert_rows_match, mixed_records, reap
 
 __all__ = ["postgres_server"]  # re-exported fixture
 
@@ -112,7 +112,7 @@ def test_two_processes_share_one_chain_and_lose_nothing(
         proc.stdin.write("go\n")
         proc.stdin.flush()
     for proc in procs:
-        assert proc.wait(timeout=120) == 0
+        assert reap(proc, 120) == 0
     with open_audit_log(url) as log:
         report = log.verify()
         assert report.ok and report.checked == 2 * n

@@ -213,6 +213,16 @@ def spawn_writer(tmp_path: Path, db: Path, prefix: str, n: int, mode: str) -> su
     return proc
 
 
+def reap(proc: subprocess.Popen[str], timeout: float = 60) -> int:
+    """Wait for a writer and close its pipes (no ResourceWarning left behind)."""
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 def test_two_processes_writing_one_log_lose_nothing_and_share_one_chain(
     tmp_path: Path, db: Path
 ) -> None:
@@ -223,7 +233,7 @@ def test_two_processes_writing_one_log_lose_nothing_and_share_one_chain(
         proc.stdin.write("go\n")
         proc.stdin.flush()
     for proc in procs:
-        assert proc.wait(timeout=60) == 0
+        assert reap(proc) == 0
     with SQLiteAuditLog(db) as log:
         report = log.verify()
         assert report.ok and report.checked == 2 * n
@@ -240,7 +250,7 @@ def test_interpreter_exit_writes_everything_pending(tmp_path: Path, db: Path) ->
     assert proc.stdin is not None
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    assert proc.wait(timeout=60) == 0
+    assert reap(proc) == 0
     with SQLiteAuditLog(db) as log:
         assert log.count() == 5000
         assert log.verify().ok
@@ -258,7 +268,7 @@ def test_sigkill_loses_at_most_what_was_handed_over_after_the_last_flush(
     assert proc.stdout.readline().strip() == "flushed"
     time.sleep(0.2)  # let it commit some more batches, then kill mid-stream
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    reap(proc, 10)
     with SQLiteAuditLog(db) as log:
         report = log.verify()
         assert report.ok
