@@ -182,6 +182,7 @@ class AuditLog(abc.ABC):
         self._close_lock = threading.Lock()
         self._resumed = threading.Event()
         self._resumed.set()
+        self._json_cache: dict[frozenset[str] | tuple[str, ...], str] = {}
         self.written = 0
         """Rows committed by this process's writer."""
         self._thread = self._start_writer()
@@ -312,7 +313,7 @@ class AuditLog(abc.ABC):
             _clean(record.tool),
             _clean(ctx.user_id),
             None if ctx.session_id is None else _clean(ctx.session_id),
-            orjson.dumps(sorted(ctx.roles)).decode() if ctx.roles else "[]",
+            self._json_list(ctx.roles, sort=True) if ctx.roles else "[]",
             str(record.outcome),
             None if record.rule is None else _clean(record.rule),
             None if record.error_code is None else _clean(record.error_code),
@@ -323,10 +324,21 @@ class AuditLog(abc.ABC):
             float(record.duration_ms),
             int(record.result_size),
             str(record.isolation),
-            orjson.dumps(list(record.sandbox_layers)).decode() if record.sandbox_layers else "[]",
+            self._json_list(record.sandbox_layers) if record.sandbox_layers else "[]",
             "",
             "",
         ]
+
+    def _json_list(self, items: frozenset[str] | tuple[str, ...], *, sort: bool = False) -> str:
+        # Roles and sandbox layers repeat from call to call: encode each set once.
+        cache = self._json_cache
+        text = cache.get(items)
+        if text is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            values = sorted(items) if sort else list(items)
+            text = cache[items] = orjson.dumps([_clean(v) for v in values]).decode()
+        return text
 
     @staticmethod
     def chain(rows: list[list[Any]], last_seq: int, last_hash: str) -> None:

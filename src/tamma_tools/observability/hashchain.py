@@ -54,7 +54,7 @@ def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
     (a stored row's first 18 columns)."""
     # A list in fixed order rather than a dict: no key sorting per row, and a column added
     # later cannot silently change the hash of old rows.
-    payload = orjson.dumps(list(values[:_N_HASHED]))
+    payload = orjson.dumps(values[:_N_HASHED])  # a list or a tuple: both encode as an array
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + payload).hexdigest()
 
 
