@@ -359,6 +359,7 @@ class ExecutionSandbox:
             },
             "cwd": roots[0] if roots else None,
             "max_files": limits.max_files_created,
+            "max_threads": limits.max_processes,
             # Only commands may fork; root ignores RLIMIT_NPROC, a pids cgroup does not.
             "pids_max": limits.max_processes if command else None,
             "preimport": list(preimport),

@@ -115,6 +115,7 @@ def _run(spec: dict[str, Any]) -> int:
     if request.get("context_param"):
         arguments[request["context_param"]] = runner.build_context(request["context"])
 
+    runner.cap_threads(int(spec["rlimits"]["as"]), int(spec.get("max_threads", 64)))
     _lock_down(spec)
     tracker = runner.FileTracker(int(spec["max_files"]))
     tracker.install()

@@ -130,6 +130,41 @@ def describe_failure(exc: BaseException, tracker: FileTracker | None = None) -> 
     return out
 
 
+THREAD_STACK_BYTES = 2 * 1024 * 1024
+THREAD_LIMIT_TEXT = "can't start new thread: this call may run at most {limit} threads"
+
+
+def cap_threads(address_space: int, max_threads: int) -> int:
+    """Refuse new threads cleanly before the address space runs out; returns the cap.
+
+    Under ``RLIMIT_AS`` a thread whose stack was mapped but whose interpreter state could not be
+    allocated never reports that it started, and ``Thread.start()`` waits forever: the thread
+    bomb then ended in a timeout instead of an error. Smaller stacks (2 MiB) and a cap at half of
+    the remaining address space keep thread creation failing with ``RuntimeError`` instead.
+    """
+    import _thread
+    import threading
+
+    try:
+        with open("/proc/self/statm") as fh:
+            used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        used = 0
+    free = max(address_space - used, 0)
+    limit = max(1, min(max_threads, free // (2 * (THREAD_STACK_BYTES + 1024 * 1024))))
+    threading.stack_size(THREAD_STACK_BYTES)
+    start = _thread.start_new_thread
+
+    def guarded(function: Any, args: Any, kwargs: Any = None) -> int:
+        if _thread._count() >= limit:  # type: ignore[attr-defined]
+            raise RuntimeError(THREAD_LIMIT_TEXT.format(limit=limit))
+        return start(function, args, kwargs or {})
+
+    threading._start_new_thread = guarded  # type: ignore[attr-defined]
+    _thread.start_new_thread = guarded
+    return limit
+
+
 class FileTracker:
     """Counts the files and directories a call creates, through an audit hook (PEP 578).
 
