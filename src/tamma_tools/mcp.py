@@ -48,8 +48,13 @@ def build_mcp_server(
     name: str = "tamma-tools",
     host: str = "127.0.0.1",
     port: int = 8765,
+    show_all: bool = False,
 ) -> FastMCP:
-    """An MCP server over ``manager``'s tools; calls run as ``context`` (deny by default)."""
+    """An MCP server over ``manager``'s tools; calls run as ``context`` (deny by default).
+
+    A client is shown only the tools ``context`` may call unless ``show_all`` (calls of the
+    others are still refused and audited).
+    """
     from mcp import types
     from mcp.server.fastmcp import FastMCP
 
@@ -62,7 +67,8 @@ def build_mcp_server(
         for entry in manager.registry.all():
             if not entry.callable:
                 continue
-            if manager.policy.missing(caller, frozenset(entry.definition.metadata.permissions)):
+            perms = frozenset(entry.definition.metadata.permissions)
+            if not show_all and manager.policy.missing(caller, perms):
                 continue  # a client sees only what it may call
             fn = entry.definition.function
             out.append(
