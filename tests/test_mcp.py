@@ -6,16 +6,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
-pytest.importorskip("mcp")
-
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
-
-from tamma_tools import FunctionCallingManager  # noqa: E402
-from tamma_tools.mcp import import_mcp_tools  # noqa: E402
-from tamma_tools.observability import SQLiteAuditLog  # noqa: E402
+from tamma_tools import FunctionCallingManager
+from tamma_tools.mcp import import_mcp_tools
+from tamma_tools.observability import SQLiteAuditLog
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
