@@ -99,16 +99,16 @@ class _Zygote:
             netns = self.netns_fd() if spec["netns"] else None
             if spec["seccomp"] is not None:
                 seccomp.prepare(seccomp.FilterSpec(**spec["seccomp"]))
-        except Exception as exc:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+        except Exception as exc:  # e.g. fork() -> EAGAIN: refuse this call, keep serving
             os.close(result_w)
             os.close(out_w)
             with contextlib.suppress(OSError):
                 channel.sendall(protocol.frame(protocol.encode({"error": f"{exc}"})))
             channel.close()
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
         if pid == 0:
             child.run_child(spec, out_w, result_w, channel.fileno(), ruleset, netns)
         os.close(result_w)

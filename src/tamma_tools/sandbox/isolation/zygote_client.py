@@ -246,6 +246,9 @@ class ZygoteClient:
             msg, fds, _, _ = socket.recv_fds(chan, protocol.MAX_CONTROL_FRAME, 1)
         except OSError as exc:
             raise _NotStarted(f"no answer from the zygote: {exc}") from exc
+        if msg and not fds:
+            error = protocol.decode(msg[protocol.HEADER.size :]).get("error", "unknown error")
+            raise ZygoteDied(f"the zygote could not start the call: {error}")
         if not msg or not fds:
             raise _NotStarted("the zygote closed the call channel before starting the child")
         pidfd = fds[0]
