@@ -14,6 +14,8 @@ Candidates, each fed the same SSE lines:
   ``SSEDecoder.decode`` per line, ``json.loads`` of the data, ``construct_type`` into a
   ``ChatCompletionChunk``, ``ChatCompletionStreamState.handle_chunk``, then
   ``get_final_completion()``.
+* **floor**: a hand-written minimum for the machine's speed: ``data:`` prefix check,
+  ``orjson.loads``, arguments collected per index and joined; no events, no quirks.
 * **tamma-tools, parsed chunks**: ``feed_chunk`` on dicts already parsed (no SSE, no JSON), for
   reference.
 
@@ -46,7 +48,11 @@ FRAGMENT = 4
 
 def _arguments(call: int, scale: int) -> str:
     items = [
-        {"city": f"City number {call}-{i} in the northern region", "days": i % 14 + 1, "units": "metric"}
+        {
+            "city": f"City number {call}-{i} in the northern region",
+            "days": i % 14 + 1,
+            "units": "metric",
+        }
         for i in range(4 * scale)
     ]
     return orjson.dumps({"query": f"forecast batch {call}", "items": items}).decode()
@@ -114,6 +120,20 @@ def run_ours_parsed(chunks: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [(c.id, c.name, c.arguments) for c in accumulator.tool_calls]
 
 
+def run_floor(lines: list[str]) -> list[tuple[str, str, str]]:
+    calls: dict[int, list[Any]] = {}
+    for line in lines:
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        for choice in orjson.loads(line[6:])["choices"]:
+            for delta in choice["delta"].get("tool_calls") or ():
+                call = calls.get(delta["index"])
+                if call is None:
+                    call = calls[delta["index"]] = [delta["id"], delta["function"]["name"], []]
+                call[2].append(delta["function"]["arguments"])
+    return [(i, n, "".join(parts)) for i, n, parts in calls.values()]
+
+
 def run_sdk(lines: list[str]) -> list[tuple[str, str, str]]:
     decoder = SSEDecoder()
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
@@ -147,6 +167,7 @@ def main() -> None:
         "tamma-tools (SSE lines)": lambda s: run_ours(s[0]),
         "openai SDK (SSE lines)": lambda s: run_sdk(s[0]),
         "tamma-tools (parsed chunks)": lambda s: run_ours_parsed(s[1]),
+        "floor (SSE line, orjson, join)": lambda s: run_floor(s[0]),
     }
     for length, stream in streams.items():
         for name, run in candidates.items():
@@ -157,11 +178,13 @@ def main() -> None:
         "tamma-tools (SSE lines)": 20,
         "tamma-tools (parsed chunks)": 40,
         "openai SDK (SSE lines)": 1,
+        "floor (SSE line, orjson, join)": 40,
     }
     samples: dict[tuple[str, str], list[float]] = {
         (n, length): [] for n in candidates for length in streams
     }
     ratios: dict[str, list[float]] = {length: [] for length in streams}
+    floor_ratios: dict[str, list[float]] = {length: [] for length in streams}
     for _ in range(options.rounds):
         order = [(n, length) for n in candidates for length in streams]
         random.shuffle(order)
@@ -179,6 +202,10 @@ def main() -> None:
         for key, value in this_round.items():
             samples[key].append(value)
         for length in streams:
+            floor_ratios[length].append(
+                this_round[("tamma-tools (SSE lines)", length)]
+                / this_round[("floor (SSE line, orjson, join)", length)]
+            )
             ratios[length].append(
                 this_round[("openai SDK (SSE lines)", length)]
                 / this_round[("tamma-tools (SSE lines)", length)]
@@ -188,25 +215,30 @@ def main() -> None:
         f"streams: short {len(streams['short'][1])} chunks, long {len(streams['long'][1])} chunks;"
         f" {options.rounds} interleaved rounds"
     )
-    header = "| candidate | stream | median µs/chunk | IQR | SDK / ours (median of rounds) | long / short per chunk |"
-    print(header)
-    print("|---|---|--:|--:|--:|--:|")
+    print(
+        "| candidate | stream | median µs/chunk | IQR | SDK / ours | ours / floor |"
+        " long / short per chunk |"
+    )
+    print("|---|---|--:|--:|--:|--:|--:|")
     for name in candidates:
         short = statistics.median(samples[(name, "short")])
         long = statistics.median(samples[(name, "long")])
         for length in streams:
             values = samples[(name, length)]
+            median = statistics.median(values)
             q = statistics.quantiles(values, n=4)
-            ratio = (
-                f"{statistics.median(ratios[length]):.0f}x"
-                if name == "openai SDK (SSE lines)"
+            sdk = f"{statistics.median(ratios[length]):.0f}x" if name.startswith("openai") else ""
+            floor = (
+                f"{statistics.median(floor_ratios[length]):.2f}"
+                if name == "tamma-tools (SSE lines)"
                 else ""
             )
             flat = f"{long / short:.2f}" if length == "long" else ""
             print(
-                f"| {name} | {length} | {statistics.median(values):.2f} | "
-                f"{(q[2] - q[0]) / statistics.median(values):.0%} | {ratio} | {flat} |"
+                f"| {name} | {length} | {median:.2f} | {(q[2] - q[0]) / median:.0%} | {sdk} | "
+                f"{floor} | {flat} |"
             )
+    print("SDK / ours and ours / floor are medians of the per-round ratios.")
 
 
 if __name__ == "__main__":

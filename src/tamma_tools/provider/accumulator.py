@@ -96,7 +96,6 @@ class _Call:
     __slots__ = (
         "extra",
         "generated_id",
-        "has_args",
         "name",
         "ordinal",
         "parts",
@@ -111,7 +110,6 @@ class _Call:
         self.generated_id: str | None = None
         self.name: str | None = None
         self.parts: list[str] = []
-        self.has_args = False
         self.extra: dict[str, Any] | None = None
 
     def current_id(self, id_factory: Callable[[], str]) -> str:
@@ -417,36 +415,21 @@ class StreamAccumulator:
         primary = index == self._primary
         delta = choice.get("delta")  # B2: Azure's trailing filter chunks have no delta at all.
         if delta:
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and reasoning.__class__ is str:
-                state.reasoning.append(reasoning)
-                events.append(ReasoningDelta(reasoning, index))
-            content = delta.get("content")
-            if content:  # B8: "" repeated on every delta is nothing.
-                if content.__class__ is not str:
-                    content = _text_of_parts(content)  # B7: Mistral sends a list of parts.
-                if content:
-                    state.content.append(content)
-                    events.append(TextDelta(content, index))
-            refusal = delta.get("refusal")
-            if refusal:  # B9: only a non-empty refusal is one.
-                state.refusal.append(refusal)
-                if primary:
-                    events.append(RefusalDelta(refusal))
             tool_calls = delta.get("tool_calls")
+            if tool_calls is None or len(delta) > 1:  # a delta of tool calls alone skips this
+                self._feed_text(state, delta, index, primary, events)
             if tool_calls:
                 for position, tool_call in enumerate(tool_calls):
                     # Fast path for the common continuation delta, {"index": i, "function":
                     # {"arguments": "..."}} at a known index: what the general path would do.
                     if len(tool_call) == 2:
-                        function = tool_call.get("function")
                         call = state.by_index.get(tool_call.get("index"))
-                        if call is not None and function is not None and len(function) == 1:
+                        function = tool_call.get("function")
+                        if call is not None and function and len(function) == 1:
                             arguments = function.get("arguments")
                             if arguments.__class__ is str:
                                 if arguments:
                                     call.parts.append(arguments)
-                                    call.has_args = True
                                     if primary:
                                         events.append(
                                             ToolCallArgumentsDelta(
@@ -464,6 +447,31 @@ class StreamAccumulator:
         finish_reason = choice.get("finish_reason")
         if finish_reason is not None:  # A7: a missing key is the same as null.
             state.finish_reason = finish_reason
+
+    def _feed_text(
+        self,
+        state: _Choice,
+        delta: dict[str, Any],
+        index: Any,
+        primary: bool,
+        events: list[StreamEvent],
+    ) -> None:
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and reasoning.__class__ is str:
+            state.reasoning.append(reasoning)
+            events.append(ReasoningDelta(reasoning, index))
+        content = delta.get("content")
+        if content:  # B8: "" repeated on every delta is nothing.
+            if content.__class__ is not str:
+                content = _text_of_parts(content)  # B7: Mistral sends a list of parts.
+            if content:
+                state.content.append(content)
+                events.append(TextDelta(content, index))
+        refusal = delta.get("refusal")
+        if refusal:  # B9: only a non-empty refusal is one.
+            state.refusal.append(refusal)
+            if primary:
+                events.append(RefusalDelta(refusal))
 
     def _feed_tool_call(
         self,
@@ -508,7 +516,7 @@ class StreamAccumulator:
                 name = None
             elif name.startswith(current):
                 call.name, name = name, None  # a server resending the growing name
-            elif call.has_args:
+            elif call.parts:
                 call = None  # C3: a second call glued onto the first one's index
             else:
                 call.name, name = current + name, None  # a name streamed in fragments
@@ -539,7 +547,6 @@ class StreamAccumulator:
                 arguments = orjson.dumps(arguments).decode()
             if arguments:  # C12: a trailing "" is harmless and is not a new call.
                 call.parts.append(arguments)
-                call.has_args = True
                 if primary:
                     events.append(
                         ToolCallArgumentsDelta(
