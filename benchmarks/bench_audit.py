@@ -197,6 +197,41 @@ async def bench_dispatch(tmp: Path, rounds: int = 31, budget_s: float = 0.03) ->
         log.resume()
 
 
+async def bench_tail(tmp: Path, seconds: float = 2.0) -> None:
+    """Per-call latency percentiles of back-to-back calls, without and with a running writer:
+    the writer's work shows up in the tail, when the caller waits for the GIL."""
+
+    def manager(*observers: Any) -> FunctionCallingManager:
+        mgr = FunctionCallingManager(config=ManagerConfig(history_size=0), observers=observers)
+        mgr.register_tool(definition(), get_forecast)
+        return mgr
+
+    log = SQLiteAuditLog(tmp / "tail.db")
+    variants = {
+        "bare manager": manager(),
+        "+ audit + metrics + tracing (writer running)": manager(
+            FanOut([log.observer(), MetricsObserver(), TracingObserver()])
+        ),
+    }
+    call = tool_call()
+    print(f"\nLatency of back-to-back calls ({seconds:g} s each; µs)\n")
+    header = f"{'variant':50} {'calls':>8} {'p50':>7} {'p99':>7} {'p99.9':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, mgr in variants.items():
+        lat: list[float] = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await mgr.execute_function_call(call)
+            lat.append((time.perf_counter() - t) * 1e6)
+        lat.sort()
+        n = len(lat)
+        print(f"{name:50} {n:8d} {lat[n // 2]:7.1f} {lat[int(n * 0.99)]:7.1f} "
+              f"{lat[int(n * 0.999)]:8.1f}")  # fmt: skip
+    log.close()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as d:
         tmp = Path(d)
@@ -216,6 +251,7 @@ def main() -> None:
         print(f"{'ns per call':>12} {'empty Python call':>18} {'added ns':>9}   target <= 1000 ns")
         print(f"{handoff:12.0f} {empty:18.0f} {handoff - empty:9.0f}")
         asyncio.run(bench_dispatch(tmp))
+        asyncio.run(bench_tail(tmp))
         print("\nTarget: everything together <= 1.25x bare (call path: the 'writer paused' row).")
 
 
