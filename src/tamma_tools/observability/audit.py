@@ -12,7 +12,8 @@ transaction per batch. ``flush()`` waits until everything handed over so far is 
 ``close()`` and interpreter exit (``atexit``) write everything pending. A batch that fails to write
 (database locked, disk full) is retried with back-off, never dropped; if it still cannot be written
 when the log is closed, every row is logged at ERROR level as JSON so it survives in the
-application's logs.
+application's logs. While the database is unreachable, records wait in memory: the call path
+never blocks on the audit log. ``pause()``/``resume()`` hold writing for a maintenance window.
 
 What a SIGKILL can lose: only records handed over and not yet committed, i.e. those still in the
 queue plus the batch in its open transaction (rolled back as a whole, never half-written). The
