@@ -128,13 +128,13 @@ def rendered_turns(draw: Any) -> tuple[list[tuple[str | None, str, str]], str, l
     ]
     chunks = [chunk({"role": "assistant", "content": piece}) for piece in _pieces(draw, text)]
     chunks += [chunk({"tool_calls": [delta]}) for delta in ordered]
-    for _ in range(draw(st.integers(0, 4))):
-        chunks.insert(draw(st.integers(0, len(chunks))), draw(st.sampled_from(fillers))())
     finish = draw(st.sampled_from(["tool_calls", "stop"])) if calls else "stop"
     if calls and draw(st.booleans()):
         chunks[-1]["choices"][0]["finish_reason"] = finish  # C11: finish rides on the last delta
     else:
         chunks.append(chunk({}, finish))
+    for _ in range(draw(st.integers(0, 4))):
+        chunks.insert(draw(st.integers(0, len(chunks))), draw(st.sampled_from(fillers))())
     chunks.append({"choices": [], "usage": {"total_tokens": 5}})
 
     lines: list[str] = []
