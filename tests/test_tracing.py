@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,27 +120,45 @@ def test_arguments_and_results_only_when_opted_in_and_redacted(
     assert attrs["gen_ai.tool.call.result"] == "session [REDACTED] ok"
 
 
-@pytest.fixture
-def global_provider_reset() -> Iterator[None]:
-    # OpenTelemetry allows setting the global provider once; tests restore the unset state.
-    saved = trace._TRACER_PROVIDER
-    saved_once = trace._TRACER_PROVIDER_SET_ONCE._done
-    yield
-    trace._TRACER_PROVIDER = saved
-    trace._TRACER_PROVIDER_SET_ONCE._done = saved_once
+NO_OP_THEN_CONFIGURED = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {src!r})
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from tamma_tools.events import CallRecord
+    from tamma_tools.observability import TracingObserver
+    from tamma_tools.types import CallerContext
 
-
-def test_no_op_until_opentelemetry_is_configured_then_picked_up(
-    global_provider_reset: None, provider: TracerProvider, exporter: InMemorySpanExporter
-) -> None:
+    ctx = CallerContext()
+    def rec(cid):
+        return CallRecord(call_id=cid, tool="t", outcome="executed", context=ctx,
+                          arguments="{{}}", timestamp=time.time())
     tracer = TracingObserver(recheck_s=0.0)
-    tracer.on_call_started("a", "t", CTX)
-    tracer.on_call_finished(rec("a", "t", "executed"))
-    assert tracer._open == {}
-    trace.set_tracer_provider(provider)
-    tracer.on_call_started("b", "t", CTX)
-    tracer.on_call_finished(rec("b", "t", "executed"))
-    assert [s.attributes["gen_ai.tool.call.id"] for s in exporter.get_finished_spans()] == ["b"]  # type: ignore[index]
+    tracer.on_call_started("a", "t", ctx)
+    tracer.on_call_finished(rec("a"))
+    assert tracer._open == {{}}
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # the application configures OpenTelemetry later
+    tracer.on_call_started("b", "t", ctx)
+    tracer.on_call_finished(rec("b"))
+    print(",".join(s.attributes["gen_ai.tool.call.id"] for s in exporter.get_finished_spans()))
+    """
+)
+
+
+def test_no_op_until_opentelemetry_is_configured_then_picked_up() -> None:
+    # A fresh interpreter: OpenTelemetry's global provider can be set only once per process.
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run(
+        [sys.executable, "-c", NO_OP_THEN_CONFIGURED.format(src=src)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "b"
 
 
 def test_unfinished_spans_are_bounded(
