@@ -59,6 +59,8 @@ def test_recorded_tool_round_trips(defn: dict[str, Any]) -> None:
     original = copy.deepcopy(defn)
     model = ToolDefinition.model_validate(defn)
     assert model.to_openai() == defn
+    # Same bytes, not only the same value: the caller's key order survives the round trip.
+    assert json.dumps(model.to_openai()) == json.dumps(defn)
     assert defn == original
 
 

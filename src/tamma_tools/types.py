@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = [
     "CallerContext",
@@ -91,6 +91,24 @@ class FunctionDefinition(BaseModel):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    _key_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_key_order(cls, data: Any, handler: Any) -> Any:
+        # A round trip keeps the caller's key order, so the JSON *bytes* come back unchanged too.
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, FunctionDefinition):
+            model._key_order = tuple(data)
+        return model
+
+    def to_openai(self) -> dict[str, Any]:
+        dumped = self.model_dump(exclude_unset=True)
+        if not self._key_order:
+            return dumped
+        ordered = {k: dumped[k] for k in self._key_order if k in dumped}
+        ordered.update((k, v) for k, v in dumped.items() if k not in ordered)
+        return ordered
 
 
 class ToolDefinition(BaseModel):
@@ -108,7 +126,7 @@ class ToolDefinition(BaseModel):
 
     def to_openai(self) -> dict[str, Any]:
         """Exactly what the API takes: no metadata, no field the input did not have."""
-        return {"type": "function", "function": self.function.model_dump(exclude_unset=True)}
+        return {"type": "function", "function": self.function.to_openai()}
 
     def to_responses(self) -> dict[str, Any]:
         """The Responses API's flat ``function`` tool shape."""
