@@ -37,16 +37,16 @@ class ChatTurns:
             yield TurnOutcome(message, calls, finish_reason, usage)
             return
         acc = StreamAccumulator()
-        feed = acc.feed_line
-        lines = self.transport.stream_lines(PATH, body)
+        feed = acc.feed_text
+        pieces = self.transport.stream_bytes(PATH, body)
         try:
-            async for line in lines:
-                for event in feed(line):
+            async for piece in pieces:
+                for event in feed(piece):
                     yield event
                 if acc.done or acc.error is not None:
                     break  # [DONE] or a failed turn: do not wait for the server to close
         finally:
-            await lines.aclose()
+            await pieces.aclose()
         for event in acc.finish():
             yield event
         yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)

@@ -266,9 +266,22 @@ class _Run:
         order. Closing the run here cancels the calls still running and stubs their ids."""
         manager = self.manager
         assert manager is not None
+        context = self.context
+        if len(calls) == 1:  # the common case: no tasks, no semaphore
+            result: FunctionResult | None = None
+            try:
+                result = await manager.execute_function_call(calls[0], context)
+            finally:
+                self.messages.append(message)
+                if result is None:
+                    self.messages.append(_stub(calls[0], CANCELLED_STUB))
+                else:
+                    self.messages.append(result.to_message())
+            self.tool_results.append(result)
+            yield ToolResult(result)
+            return
         cap = min(self.fc.max_concurrent_calls, manager.config.max_concurrent_calls)
         semaphore = asyncio.Semaphore(cap)
-        context = self.context
 
         async def one(call: FunctionCall) -> FunctionResult:
             async with semaphore:

@@ -101,6 +101,13 @@ class ResponsesAccumulator:
         message = self._sse.feed_line(line)
         return [] if message is None else self.feed_message(message)
 
+    def feed_text(self, text: str | bytes) -> list[StreamEvent]:
+        """Any piece of the raw body; lines and UTF-8 characters may be split anywhere."""
+        events: list[StreamEvent] = []
+        for message in self._sse.feed(text):
+            events.extend(self.feed_message(message))
+        return events
+
     def feed_message(self, message: SSEMessage) -> list[StreamEvent]:
         if self.done or message.data == DONE:
             return []
@@ -277,15 +284,15 @@ class ResponsesTurns:
             yield TurnOutcome(message, calls, finish_reason, usage, error)
             return
         acc = ResponsesAccumulator()
-        lines = self.transport.stream_lines(PATH, body)
+        pieces = self.transport.stream_bytes(PATH, body)
         try:
-            async for line in lines:
-                for event in acc.feed_line(line):
+            async for piece in pieces:
+                for event in acc.feed_text(piece):
                     yield event
                 if acc.done:
                     break
         finally:
-            await lines.aclose()
+            await pieces.aclose()
         for event in acc.finish():
             yield event
         yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)

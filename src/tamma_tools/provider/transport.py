@@ -5,10 +5,21 @@ backoff on 408/409/429/5xx and connection errors, and status-to-exception mappin
 is skipped: parsing each chunk into SDK objects costs about 69 µs (research/performance.md §3), so
 bodies are requested raw (the SDK's own ``X-Stainless-Raw-Response: stream`` switch, the one its
 ``with_streaming_response`` uses) and parsed with orjson into the accumulator.
+
+The SDK's request pipeline itself costs about 300-450 µs per request (options models, header and
+URL merging, request building), more than the whole rest of a loop turn. So for a plain
+``AsyncOpenAI`` client with a string API key, the first attempt of each request is sent through
+the SDK's own HTTP client with the SDK's own headers (auth, organization, project, user agent,
+custom headers) and timeout, prepared once (about 90 µs). Anything but a 2xx answer is handed to
+the SDK as it is: non-retryable statuses become the SDK's status errors, and retryable failures
+(connection errors, 408, 409, 429, 5xx) are retried by the SDK with its backoff and the remaining
+retry budget. Azure clients, key providers and default query parameters always take the SDK path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -122,25 +133,118 @@ def map_sdk_error(exc: openai.OpenAIError, timeout_s: float) -> ProviderError:
     return ProviderError(f"{type(exc).__name__}: {exc}")
 
 
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_MAX_RETRY_AFTER_S = 60.0
+
+
+def _retry_after_s(headers: Any) -> float:
+    """The server's ``retry-after-ms`` / ``retry-after`` (seconds), else the SDK's first backoff."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return min(max(float(value) * scale, 0.0), _MAX_RETRY_AFTER_S)
+            except ValueError:
+                continue
+    return 0.5
+
+
+class _FastPath:
+    """The first attempt of a request, sent through the SDK's HTTP client with the SDK's headers."""
+
+    __slots__ = ("base", "headers", "http_client", "timeout", "urls")
+
+    def __init__(self, http_client: Any, base: str, headers: dict[str, str], timeout: Any) -> None:
+        self.http_client = http_client
+        self.base = base.rstrip("/")
+        self.headers = http.Headers(headers)
+        self.timeout = http.Timeout(timeout).as_dict()
+        self.urls: dict[str, Any] = {}
+
+    @classmethod
+    def for_client(cls, client: openai.AsyncOpenAI) -> _FastPath | None:
+        """Only where the SDK adds nothing per request that we would miss."""
+        http_client = getattr(client, "_client", None)
+        if (
+            type(client) is not openai.AsyncOpenAI
+            or not isinstance(client.api_key, str)
+            or not client.api_key
+            or client.default_query
+            or not isinstance(http_client, http.AsyncClient)
+        ):
+            return None
+        try:
+            merged = {**client.default_headers, **client.auth_headers}
+        except Exception:  # an auth scheme this path does not know: let the SDK do it
+            return None
+        headers = {k: v for k, v in merged.items() if isinstance(v, str)}
+        if client.timeout is not None and not isinstance(
+            client.timeout, float | int | http.Timeout
+        ):
+            return None
+        return cls(http_client, str(client.base_url), headers, client.timeout)
+
+    async def send(self, path: str, body: dict[str, Any], stream: bool) -> Any:
+        url = self.urls.get(path)
+        if url is None:
+            url = self.urls[path] = http.URL(self.base + path)
+        request = http.Request(
+            "POST",
+            url,
+            headers=self.headers,
+            content=orjson.dumps(body),
+            extensions={"timeout": self.timeout},
+        )
+        return await self.http_client.send(request, stream=stream)
+
+
 class RawTransport:
     """POST a body through the SDK and get the raw response: lines for SSE, a dict for JSON."""
 
-    __slots__ = ("client", "timeout_s")
+    __slots__ = ("_fast", "client", "timeout_s")
 
-    def __init__(self, client: openai.AsyncOpenAI, timeout_s: float) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, timeout_s: float, *, fast: bool = True) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self._fast = _FastPath.for_client(client) if fast else None
 
-    async def _post(self, path: str, body: dict[str, Any], *, stream: bool) -> Any:
+    async def _sdk_post(
+        self, path: str, body: dict[str, Any], *, stream: bool, max_retries: int | None = None
+    ) -> Any:
+        options: dict[str, Any] = {"headers": _RAW_STREAM} if stream else {}
+        if max_retries is not None:
+            options["max_retries"] = max_retries
         try:
-            return await self.client.post(
-                path,
-                cast_to=http.Response,
-                body=body,
-                options={"headers": _RAW_STREAM} if stream else {},
+            return await self.client.post(  # type: ignore[call-overload]
+                path, cast_to=http.Response, body=body, options=options
             )
         except openai.OpenAIError as exc:
             raise map_sdk_error(exc, self.timeout_s) from exc
+
+    async def _post(self, path: str, body: dict[str, Any], *, stream: bool) -> Any:
+        fast = self._fast
+        if fast is None:
+            return await self._sdk_post(path, body, stream=stream)
+        retries = self.client.max_retries
+        try:
+            response = await fast.send(path, body, stream)
+        except http.TransportError as exc:
+            if retries > 0:
+                return await self._sdk_post(path, body, stream=stream, max_retries=retries - 1)
+            if isinstance(exc, http.TimeoutException):
+                raise ProviderUnavailable(TIMEOUT_MESSAGE.format(timeout_s=self.timeout_s)) from exc
+            raise ProviderUnavailable(UNREACHABLE_MESSAGE.format(detail=exc)) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        if retryable and retries > 0:
+            await response.aclose()
+            await asyncio.sleep(_retry_after_s(response.headers))
+            return await self._sdk_post(path, body, stream=stream, max_retries=retries - 1)
+        await response.aread()
+        await response.aclose()
+        raise map_sdk_error(self.client._make_status_error_from_response(response), self.timeout_s)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The parsed JSON object of a non-streaming response; ``ProviderStreamError`` if the
@@ -163,13 +267,17 @@ class RawTransport:
             )
         return parsed
 
-    async def stream_lines(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
-        """The response's lines as they arrive. Closing the iterator closes the connection;
-        a transport error mid-body becomes ``StreamInterrupted``."""
+    async def stream_bytes(self, path: str, body: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+        """The response body in pieces as they arrive (decompressed; lines and characters may
+        be split anywhere: the SSE parser takes care of that, cheaper than httpx's line
+        splitting). Closing the iterator closes the connection; a transport error mid-body
+        becomes ``StreamInterrupted``."""
         response = await self._post(path, body, stream=True)
         try:
-            async for line in response.aiter_lines():
-                yield line
+            # aclosing: an abandoned body iterator would be closed later by the GC hook instead.
+            async with contextlib.aclosing(response.aiter_bytes()) as pieces:
+                async for piece in pieces:
+                    yield piece
         except http.TimeoutException as exc:
             raise StreamInterrupted(
                 INTERRUPTED_MESSAGE.format(detail=f"no data for {self.timeout_s} s"),
