@@ -489,6 +489,8 @@ class StreamAccumulator:
             arguments = function.get("arguments")
         else:
             name = arguments = None
+        if not isinstance(raw_id, str | None) or not isinstance(name, str | None):
+            raise TypeError("tool-call id and function name must be strings")
 
         # Which call does this delta belong to? By id first (C7), then by index (C1, C4), then,
         # with no index at all, the last open call (C2).
@@ -594,6 +596,18 @@ def message_from_completion(
     error = body.get("error")
     if error is not None:
         raise ProviderError(ERROR_EVENT_MESSAGE.format(detail=_error_detail(error)), error=error)
+    try:
+        return _read_completion(body, choice_index, id_factory, normalize_arguments)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ProviderError(f"malformed chat completion body ({exc})", body=body) from exc
+
+
+def _read_completion(
+    body: dict[str, Any],
+    choice_index: int,
+    id_factory: Callable[[], str],
+    normalize_arguments: bool,
+) -> tuple[dict[str, Any], list[FunctionCall], str | None, dict[str, Any] | None]:
     usage = body.get("usage")
     usage = usage if isinstance(usage, dict) else None
     choice = _pick_choice(body.get("choices"), choice_index)
@@ -661,10 +675,9 @@ def _function_calls(
     # C3: a relay that reuses one index and sends no second id glues two calls' JSON together.
     # It can only be guessed from the shape, so it is logged.
     logger.warning(
-        "tool call %s (%s): arguments hold %d concatenated JSON objects; split into %d calls",
+        "tool call %s (%s): arguments are %d concatenated JSON objects; split into as many calls",
         call_id,
         name,
-        len(pieces),
         len(pieces),
     )
     return [
@@ -678,7 +691,10 @@ def _function_call(
 ) -> FunctionCall:
     function = FunctionCallFunction(name=name, arguments=arguments)
     if extra:
-        return FunctionCall(id=call_id, function=function, **extra)
+        try:
+            return FunctionCall(id=call_id, function=function, **extra)
+        except (TypeError, ValueError):
+            logger.warning("tool call %s: unusable extra fields dropped: %s", call_id, list(extra))
     return FunctionCall(id=call_id, function=function)
 
 
