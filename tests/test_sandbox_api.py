@@ -318,3 +318,21 @@ def test_nothing_outlives_an_application_that_dies() -> None:
     pids = [int(p) for p in out.stdout.split()]
     assert len(pids) == 3  # zygote, its busy child and the busy worker
     assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 5.0)
+
+
+async def test_relative_roots_are_relative_to_the_application(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    sb = ExecutionSandbox(SandboxConfig(allowed_paths=("data",)))  # type: ignore[arg-type]
+    try:
+        writer = tool("write_file", "process", "file:write")
+        ctx = CallerContext()
+        await sb.run(call_id="w", tool=writer, executor=T.write_file,
+                     arguments={"path": "note.txt", "text": "hello"}, context=ctx,
+                     context_param=None, isolation="process",
+                     limits=effective_limits(sb.config, writer.metadata, ctx))  # fmt: skip
+        assert (tmp_path / "data" / "note.txt").read_text() == "hello"
+    finally:
+        await sb.aclose()

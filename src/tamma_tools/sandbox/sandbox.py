@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import inspect
 import math
+import os
 import threading
 import time
 import uuid
@@ -337,7 +338,8 @@ class ExecutionSandbox:
         network = self._network_allowed(tool)
         perms = set(tool.metadata.permissions)
         mode = "rw" if "file:write" in perms else "ro" if "file:read" in perms else None
-        roots = [str(p) for p in self.config.allowed_paths] if mode else []
+        # Absolute: the zygote's working directory is "/", not the application's.
+        roots = [os.path.abspath(p) for p in self.config.allowed_paths] if mode else []
         if not self.config.enable_file_system_access:
             roots, mode = [], None
         paths = [[p, "ro"] for p in readable_paths()] + [["/dev/null", "rw"]]
