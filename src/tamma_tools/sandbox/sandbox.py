@@ -18,7 +18,6 @@ Results come back as JSON and nothing else.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import inspect
 import math
@@ -116,8 +115,8 @@ class ExecutionSandbox:
         self._path_policy: Any = None
         self._network_policy: Any = None
         self._closed = False
+        # Runs when the sandbox is collected and, via weakref.finalize's own hook, at exit.
         self._finalizer = weakref.finalize(self, _shutdown, self.__dict__)
-        atexit.register(self._finalizer)
 
     # --- capabilities and layers ------------------------------------------------------------
 
