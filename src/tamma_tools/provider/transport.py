@@ -177,7 +177,10 @@ class _FastPath:
             merged = {**client.default_headers, **client.auth_headers}
         except Exception:  # an auth scheme this path does not know: let the SDK do it
             return None
-        headers = {k: v for k, v in merged.items() if isinstance(v, str)}
+        # The HTTP client's own defaults (Accept-Encoding, Connection) first, as its
+        # build_request would merge them.
+        headers = dict(http_client.headers.items())
+        headers.update((k, v) for k, v in merged.items() if isinstance(v, str))
         if client.timeout is not None and not isinstance(
             client.timeout, float | int | http.Timeout
         ):
