@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tamma_tools.errors import ProviderError
 from tamma_tools.provider.accumulator import (
@@ -768,3 +770,95 @@ def test_completion_error_body_raises_with_the_server_error() -> None:  # F6
     assert "Tool call validation failed" in caught.value.message
     with pytest.raises(ProviderError):
         message_from_completion([1, 2])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- hostile input
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from(["", "a", "{", "}", '{"a":1}', "stop", "[DONE]"])
+)
+hostile_values = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "name", "index"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def optional(**fields: Any) -> Any:
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+hostile_function = optional(
+    name=st.sampled_from(["f", "g", ""]) | hostile_values,
+    arguments=st.sampled_from(['{"a"', ":1}", "{}", ""]) | hostile_values,
+)
+hostile_call = optional(
+    index=st.integers(0, 2) | hostile_values,
+    id=st.sampled_from(["c1", "c2", ""]) | hostile_values,
+    type=hostile_values,
+    function=hostile_function | hostile_values,
+    extra_content=hostile_values,
+)
+hostile_delta = optional(
+    content=hostile_values,
+    refusal=hostile_values,
+    reasoning=hostile_values,
+    tool_calls=st.lists(hostile_call | hostile_values, max_size=3) | hostile_values,
+    function_call=hostile_function | hostile_values,
+)
+hostile_choice = optional(
+    index=st.integers(0, 1) | hostile_values,
+    delta=hostile_delta | hostile_values,
+    message=hostile_delta | hostile_values,
+    finish_reason=st.sampled_from(["stop", "tool_calls", ""]) | hostile_values,
+)
+hostile_chunks = (
+    optional(
+        choices=st.lists(hostile_choice | hostile_values, max_size=2) | hostile_values,
+        usage=hostile_values,
+        error=hostile_values,
+    )
+    | hostile_values
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(hostile_chunks, max_size=8), st.booleans())
+def test_hostile_chunks_never_raise(payloads: list[Any], as_lines: bool) -> None:
+    """Whatever the server sends, the accumulator reports through events and stays usable."""
+    acc = StreamAccumulator()
+    events: list[Any] = []
+    for payload in payloads:
+        if as_lines:
+            events += acc.feed_line("data: " + json.dumps(payload))
+            events += acc.feed_line("")
+        elif isinstance(payload, dict):
+            events += acc.feed_chunk(payload)
+    events += acc.finish()
+    calls = acc.tool_calls
+    message = acc.message()
+    acc.snapshot()
+    assert message["role"] == "assistant"
+    assert all(isinstance(call.id, str) and call.id for call in calls)
+    for wire in message.get("tool_calls", []):
+        json.loads(wire["function"]["arguments"])  # F3: what is replayed is valid JSON
+    done = [e.call for e in events if isinstance(e, ToolCallDone)]
+    assert done == (calls if acc.error is None else [])
+    assert sum(isinstance(e, StreamError) for e in events) <= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(hostile_chunks)
+def test_hostile_completion_bodies_raise_only_provider_errors(body: Any) -> None:
+    try:
+        message, calls, _finish, _usage = message_from_completion(body)
+    except ProviderError:
+        return
+    assert message["role"] == "assistant"
+    assert [c["id"] for c in message.get("tool_calls", [])] == [c.id for c in calls]

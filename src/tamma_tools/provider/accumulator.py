@@ -446,6 +446,8 @@ class StreamAccumulator:
                     self._feed_tool_call(state, {"function": legacy}, 0, primary, events)
         finish_reason = choice.get("finish_reason")
         if finish_reason is not None:  # A7: a missing key is the same as null.
+            if finish_reason.__class__ is not str:
+                raise TypeError("finish_reason must be a string")
             state.finish_reason = finish_reason
 
     def _feed_text(
@@ -469,6 +471,8 @@ class StreamAccumulator:
                 events.append(TextDelta(content, index))
         refusal = delta.get("refusal")
         if refusal:  # B9: only a non-empty refusal is one.
+            if refusal.__class__ is not str:
+                raise TypeError("refusal must be a string")
             state.refusal.append(refusal)
             if primary:
                 events.append(RefusalDelta(refusal))
@@ -645,9 +649,9 @@ def _read_completion(
             id_factory(), legacy["name"], legacy.get("arguments"), None, id_factory
         )
     finish_reason = _effective_finish_reason(choice.get("finish_reason"), bool(calls), True)
-    assistant = _assistant_message(
-        content or None, message.get("refusal") or None, calls, normalize_arguments
-    )
+    refusal = message.get("refusal")
+    refusal = refusal if isinstance(refusal, str) else None
+    assistant = _assistant_message(content or None, refusal or None, calls, normalize_arguments)
     return assistant, calls, finish_reason, usage
 
 
