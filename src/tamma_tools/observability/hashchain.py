@@ -81,7 +81,11 @@ def verify_chain(rows: Iterable[Sequence[Any]]) -> ChainReport:
     checked = 0
     last_seq: int | None = None
     for row in rows:
-        seq = int(row[0])
+        try:
+            seq = int(row[0])
+        except (TypeError, ValueError, OverflowError):
+            at = expected_seq if expected_seq is not None else 1
+            return ChainReport(False, checked, at, f"row has no valid sequence number: {row[0]!r}")
         if expected_seq is not None and seq != expected_seq:
             return ChainReport(
                 False, checked, seq, f"sequence gap: expected row {expected_seq}, found {seq}"
@@ -90,7 +94,11 @@ def verify_chain(rows: Iterable[Sequence[Any]]) -> ChainReport:
             return ChainReport(
                 False, checked, seq, "prev_hash does not match the previous row's hash"
             )
-        if chain_hash(prev, row) != row[_HASH]:
+        try:
+            intact = chain_hash(prev, row) == row[_HASH]
+        except (TypeError, ValueError) as exc:  # a value no writer could have stored
+            return ChainReport(False, checked, seq, f"row content cannot be hashed: {exc}")
+        if not intact:
             return ChainReport(False, checked, seq, "row content does not match its hash")
         prev = row[_HASH]
         expected_seq = seq + 1
