@@ -54,6 +54,7 @@ __all__ = [
     "MessageStream",
     "StopReason",
     "run_loop",
+    "session_context",
 ]
 
 StopReason = str
@@ -306,7 +307,9 @@ class _Run:
                     self.messages.append(task.result().to_message())
 
 
-def _session_context(context: CallerContext | None, request: MessageRequest) -> CallerContext:
+def session_context(context: CallerContext | None, request: MessageRequest) -> CallerContext:
+    """The caller the run's tool calls execute as (and whose tools are offered): the given
+    context, or one made from ``request.user_id``; ``request.id`` is its session when unset."""
     if context is None:
         return CallerContext(user_id=request.user_id or "anonymous", session_id=request.id)
     if context.session_id is None and request.id is not None:
@@ -369,7 +372,7 @@ def run_loop(
         build=build,
         manager=manager,
         request=request,
-        context=_session_context(context, request),
+        context=session_context(context, request),
         fc=fc,
         tool_choice=tool_choice,
         stream=stream,

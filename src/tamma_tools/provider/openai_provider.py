@@ -19,7 +19,7 @@ import openai
 from tamma_tools.errors import ConfigError, ProviderError
 from tamma_tools.provider.chat_api import ChatTurns
 from tamma_tools.provider.config import ProviderConfig, ToolChoice
-from tamma_tools.provider.loop import CompletionResult, MessageStream, run_loop
+from tamma_tools.provider.loop import CompletionResult, MessageStream, run_loop, session_context
 from tamma_tools.provider.request import MessageRequest, chat_body, merge_tools, responses_body
 from tamma_tools.provider.responses_api import ResponsesTurns
 from tamma_tools.provider.transport import RawTransport, make_client
@@ -82,6 +82,8 @@ class OpenAIProvider:
         if not model:
             raise ConfigError(NO_MODEL_MESSAGE)
         fc = self.config.function_calling
+        # Offer only the tools this caller may call: the model cannot ask for the others.
+        context = session_context(context, request)
         tools = self._tools(request, context)
         responses = self.config.api == "responses"
         stream_usage = self.config.stream_usage
