@@ -862,3 +862,26 @@ def test_hostile_completion_bodies_raise_only_provider_errors(body: Any) -> None
         return
     assert message["role"] == "assistant"
     assert [c["id"] for c in message.get("tool_calls", [])] == [c.id for c in calls]
+
+
+def test_an_id_reused_for_a_different_call_is_not_shared() -> None:
+    acc, _ = run(
+        [
+            chunk(calls_delta(tc(id="dup", name="a", arguments='{"x":1}'))),
+            chunk(calls_delta(tc(id="dup", name="b", arguments='{"y":2}'))),
+            chunk({}, "tool_calls"),
+        ],
+        id_factory=counter_ids(),
+    )
+    assert [(c.id, c.name) for c in acc.tool_calls] == [("dup", "a"), ("call_gen0", "b")]
+    body = completion(
+        {
+            "tool_calls": [
+                {"id": "dup", "function": {"name": "a"}},
+                {"id": "dup", "function": {"name": "b"}},
+            ]
+        },
+        "tool_calls",
+    )
+    _, calls, _, _ = message_from_completion(body, id_factory=counter_ids())
+    assert [c.id for c in calls] == ["dup", "call_gen0"]

@@ -532,7 +532,9 @@ class StreamAccumulator:
             state.calls.append(call)
             if raw_index is not None:
                 state.by_index[raw_index] = call
-        if raw_id is not None and call.raw_id is None:  # C6, C7: the first non-empty id wins.
+        # C6, C7: the first non-empty id wins; an id already taken by another call of this
+        # turn is not reused, so every tool message still matches exactly one call.
+        if raw_id is not None and call.raw_id is None and raw_id not in state.by_id:
             call.raw_id = raw_id
             state.by_id[raw_id] = call
         if len(delta) > 2:
@@ -623,6 +625,7 @@ def _read_completion(
     if content is not None and not isinstance(content, str):
         content = _text_of_parts(content)
     calls: list[FunctionCall] = []
+    seen_ids: set[str] = set()
     raw_calls = message.get("tool_calls")
     for raw in raw_calls if isinstance(raw_calls, list) else []:
         if not isinstance(raw, dict):
@@ -634,9 +637,13 @@ def _read_completion(
         if arguments is not None and not isinstance(arguments, str):
             arguments = orjson.dumps(arguments).decode()
         extra = {key: value for key, value in raw.items() if key not in _KNOWN_CALL_KEYS}
+        call_id = raw.get("id")
+        if not call_id or call_id in seen_ids:  # C6; a repeated id would pair two results
+            call_id = id_factory()
+        seen_ids.add(call_id)
         calls.extend(
             _function_calls(
-                raw.get("id") or id_factory(),
+                call_id,
                 function.get("name") or "",
                 arguments,
                 extra,
