@@ -336,3 +336,26 @@ async def test_relative_roots_are_relative_to_the_application(
         assert (tmp_path / "data" / "note.txt").read_text() == "hello"
     finally:
         await sb.aclose()
+
+
+async def test_a_tool_module_that_imports_slowly_cannot_hang_the_call(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "slow_tool_module.py").write_text(
+        "import time\ntime.sleep(1.5)\n\ndef ready() -> str:\n    return 'ready'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_tool_module  # type: ignore[import-not-found]
+
+    sb = ExecutionSandbox(SandboxConfig(max_execution_time_s=10.0))
+    try:
+        assert await run(sb, T.add, {"a": 1, "b": 1}) == 2
+        ctx = CallerContext(resource_limits=ResourceLimits(timeout_s=0.3))
+        started = time.monotonic()
+        result = await sb.execute_function(tool("ready"), slow_tool_module.ready, {}, ctx)
+        assert result.error_code == "timeout"
+        assert time.monotonic() - started < 0.3 + 1.0 + 0.5
+        # Once the zygote has the module, the same tool answers at once.
+        assert await run(sb, slow_tool_module.ready, {}) == "ready"
+    finally:
+        await sb.aclose()

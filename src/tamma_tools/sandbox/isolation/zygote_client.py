@@ -30,6 +30,7 @@ _START_TIMEOUT_S = 20.0
 _EXIT_GRACE_S = 2.0
 """After a kill, how long to wait for the zygote's exit report before giving up on it."""
 _READ_CHUNK = 1 << 16
+_ACK_GRACE_S = 1.0
 
 
 class ZygoteDied(Exception):
@@ -241,9 +242,16 @@ class ZygoteClient:
         deadline: float, output_cap: int, result_cap: int, switch: KillSwitch,
     ) -> ChildOutcome:  # fmt: skip
         outcome = ChildOutcome()
-        chan.settimeout(max(0.1, deadline - time.monotonic()) + _START_TIMEOUT_S)
+        # The zygote may be busy importing a tool module for this or another call; the call's
+        # own deadline (plus a second) bounds the wait. If the child is forked after we gave up,
+        # the zygote finds this channel closed and kills it.
+        chan.settimeout(max(0.0, deadline - time.monotonic()) + _ACK_GRACE_S)
         try:
             msg, fds, _, _ = socket.recv_fds(chan, protocol.MAX_CONTROL_FRAME, 1)
+        except TimeoutError:
+            switch.kill("timeout")
+            outcome.killed = switch.reason
+            return outcome
         except OSError as exc:
             raise _NotStarted(f"no answer from the zygote: {exc}") from exc
         if msg and not fds:
