@@ -228,3 +228,35 @@ def test_history_to_items_keeps_every_call_and_its_output_in_order(
             "arguments": orjson.dumps(args).decode(),
         }
         assert out == {"type": "function_call_output", "call_id": f"c{i}", "output": output}
+
+
+def test_content_parts_are_converted_to_input_parts() -> None:
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://example.com/cat.png", "detail": "low"},
+                },
+            ],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [call("c1", "add", {"a": 1, "b": 2})]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "3"}]},
+    ]
+    assert responses_input(messages) == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "What is in this picture?"},
+                {
+                    "type": "input_image",
+                    "image_url": "https://example.com/cat.png",
+                    "detail": "low",
+                },
+            ],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "add", "arguments": '{"a":1,"b":2}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "3"},
+    ]

@@ -136,8 +136,38 @@ def responses_tool_choice(choice: ToolChoice | None) -> Any:
     return choice
 
 
+def _input_part(part: Any) -> Any:
+    """A Chat Completions content part as the Responses API spells it."""
+    if not isinstance(part, dict):
+        return part
+    kind = part.get("type")
+    if kind == "text":
+        return {"type": "input_text", "text": part.get("text", "")}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        converted: dict[str, Any] = {"type": "input_image", "image_url": url}
+        if isinstance(image, dict) and image.get("detail"):
+            converted["detail"] = image["detail"]
+        return converted
+    return part
+
+
 def _text_of(content: Any) -> Any:
-    return "" if content is None else content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return [_input_part(part) for part in content]
+    return content
+
+
+def _output_text(content: Any) -> str:
+    """A tool message's content as the ``output`` string (text parts joined)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
 
 
 def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -147,12 +177,11 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         role = message.get("role")
         if role == "tool":
-            content = message.get("content")
             items.append(
                 {
                     "type": "function_call_output",
                     "call_id": message.get("tool_call_id"),
-                    "output": content if isinstance(content, str) else str(content or ""),
+                    "output": _output_text(message.get("content")),
                 }
             )
             continue
