@@ -450,3 +450,31 @@ def test_records_handed_to_a_closed_log_are_logged_not_dropped(
     spilled = [r for r in caplog.records if r.getMessage().startswith("audit row ")]
     assert [r.audit_row["call_id"] for r in spilled] == ["late_0", "late_1"]  # type: ignore[attr-defined]
     assert log.flush() is True  # nothing left
+
+
+def test_non_finite_durations_are_stored_and_do_not_wedge_the_writer(db: Path) -> None:
+    records = mixed_records(3)
+    records[1].duration_ms = float("nan")
+    records[2].timestamp = float("inf")
+    with SQLiteAuditLog(db) as log:
+        for rec in records:
+            log.record(rec)
+        rows = log.query()
+        assert [r.duration_ms for r in rows][1] == -1.0
+        assert rows[2].ts == -1.0
+        assert log.verify().ok
+
+
+def test_a_value_of_the_wrong_type_fails_verification(db: Path) -> None:
+    # SQLite is dynamically typed: an infinity stored where the writer put NULL would hash like
+    # NULL (JSON has no infinity); verify() checks types so the edit still shows.
+    with SQLiteAuditLog(db) as log:
+        for rec in mixed_records(10):
+            log.record(rec)
+        log.flush()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit SET rule = 9e999 WHERE seq = 1")
+    with SQLiteAuditLog(db) as log:
+        report = log.verify()
+        assert (report.ok, report.first_bad_seq) == (False, 1)
+        assert "wrong type" in (report.reason or "")

@@ -29,6 +29,7 @@ import abc
 import atexit
 import contextlib
 import logging
+import math
 import os
 import queue
 import threading
@@ -316,7 +317,7 @@ class AuditLog(abc.ABC):
         raw = record.arguments if isinstance(record.arguments, str) else str(record.arguments)
         return [
             0,
-            float(record.timestamp),
+            _finite(record.timestamp),
             _clean(record.call_id),
             _clean(record.tool),
             _clean(ctx.user_id),
@@ -329,7 +330,7 @@ class AuditLog(abc.ABC):
             orjson.dumps(list(record.repairs)).decode() if record.repairs else "[]",
             self.redactor.preview(raw),
             arguments_digest(raw),
-            float(record.duration_ms),
+            _finite(record.duration_ms),
             int(record.result_size),
             str(record.isolation),
             self._json_list(record.sandbox_layers) if record.sandbox_layers else "[]",
@@ -518,6 +519,13 @@ def _make_filter(
     outcomes: str | tuple[str, ...] | None
     outcomes = outcome if outcome is None or isinstance(outcome, str) else tuple(outcome)
     return AuditFilter(tool, user_id, session_id, outcomes, since, until)
+
+
+def _finite(value: object) -> float:
+    """A float the database stores as given (SQLite turns NaN into NULL; NaN and inf would also
+    hash like NULL), so non-finite values are stored as -1.0."""
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else -1.0
 
 
 def _clean(value: object) -> str:

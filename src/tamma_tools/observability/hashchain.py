@@ -12,6 +12,7 @@ the log line the writer emits at each flush, when that matters.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,25 @@ HASHED_COLUMNS: tuple[str, ...] = (
 followed by ``prev_hash`` and ``hash``."""
 _N_HASHED = len(HASHED_COLUMNS)
 _PREV, _HASH = _N_HASHED, _N_HASHED + 1
+
+_NULLABLE = frozenset({"session_id", "rule", "error_code", "approver"})
+_KINDS: tuple[type, ...] = tuple(
+    int if c in ("seq", "result_size") else float if c in ("ts", "duration_ms") else str
+    for c in HASHED_COLUMNS
+)
+"""Each hashed column's type. The JSON encoding of the hash maps ``inf``/``nan`` to ``null``
+like ``None`` (orjson), so ``verify_chain`` also checks types: a database with dynamic typing
+(SQLite) could otherwise hold an ``inf`` where the writer stored ``NULL`` and still verify."""
+
+
+def _type_error(row: Sequence[Any]) -> str | None:
+    for column, kind, value in zip(HASHED_COLUMNS, _KINDS, row, strict=False):
+        if value is None and column in _NULLABLE:
+            continue
+        if type(value) is not kind or (isinstance(value, float) and not math.isfinite(value)):
+            expected = "finite float" if kind is float else kind.__name__
+            return f"column {column} holds {value!r}, not a {expected}"
+    return None
 
 
 def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
@@ -90,6 +110,9 @@ def verify_chain(rows: Iterable[Sequence[Any]]) -> ChainReport:
             return ChainReport(
                 False, checked, seq, f"sequence gap: expected row {expected_seq}, found {seq}"
             )
+        wrong = _type_error(row)
+        if wrong is not None:
+            return ChainReport(False, checked, seq, f"row content has the wrong type: {wrong}")
         if row[_PREV] != prev:
             return ChainReport(
                 False, checked, seq, "prev_hash does not match the previous row's hash"
