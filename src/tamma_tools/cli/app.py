@@ -228,16 +228,30 @@ def sandbox() -> None:
 @handle_errors
 def sandbox_check(state: State) -> None:
     """Probe which isolation layers this kernel offers (in a throwaway child)."""
-    from tamma_tools.sandbox.isolation.capabilities import probe
+    from tamma_tools.sandbox.isolation.capabilities import LAYERS, probe
 
     caps = probe()
-    table = Table(title="Isolation layers on this machine")
+    what = {
+        "rlimits": "memory, CPU, file-size and open-file limits per call",
+        "netns": "an empty network namespace for tools without network permission",
+        "pidns": "a PID namespace: a command's whole process tree dies with the call",
+        "landlock": f"filesystem (and TCP) rules by the kernel (ABI {caps.landlock_abi})",
+        "seccomp": "no exec, fork, ptrace or non-Unix sockets unless allowed",
+        "pidfd": "race-free kill of the call's process at its deadline",
+    }
+    table = Table(title=f"Isolation layers on this machine ({caps.kernel}, {caps.arch})")
     table.add_column("layer")
     table.add_column("available")
-    table.add_column("detail")
-    for name, available, detail in caps.rows():
-        table.add_row(name, "[green]yes[/]" if available else "[red]no[/]", detail)
+    table.add_column("what it gives")
+    for layer in LAYERS:
+        ok = bool(getattr(caps, layer))
+        detail = what.get(layer, "") if ok else caps.reason(layer)
+        table.add_row(layer, "[green]yes[/]" if ok else "[red]no[/]", detail)
     console.print(table)
+    missing = [layer for layer in LAYERS if not getattr(caps, layer)]
+    if missing:
+        console.print(f"missing: {', '.join(missing)}; user tools are refused unless "
+                      "allow_weak_isolation = true")  # fmt: skip
 
 
 # --- audit and metrics -----------------------------------------------------------------------
