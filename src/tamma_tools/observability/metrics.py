@@ -83,7 +83,8 @@ class _Shard:
         self.rate_limited: dict[str, int] = {}
         self.timeouts: dict[str, int] = {}
         self.breaches: dict[tuple[str, str], int] = {}
-        self.active: dict[str, int] = {}
+        self.active: set[str] = set()
+        """Ids of calls executing now (set operations are single C calls)."""
 
 
 class MetricsObserver:
@@ -122,28 +123,28 @@ class MetricsObserver:
 
     def on_call_started(self, call_id: str, tool: str, context: CallerContext) -> None:
         try:
-            active = self._local.shard.active
+            self._local.shard.active.add(call_id)
         except AttributeError:
-            active = self._shard().active
-        active[call_id] = active.get(call_id, 0) + 1
+            self._shard().active.add(call_id)
 
     def on_call_finished(self, record: CallRecord) -> None:
         try:
             shard: _Shard = self._local.shard
         except AttributeError:
             shard = self._shard()
+        shard.active.discard(record.call_id)
         if record.outcome == "executed":
             # The common case, for a tool this thread has seen: two dict hits and a bisect.
             tool = record.tool
             hist = shard.hist.get(tool)
-            if hist is not None and tool in shard.executed:
-                shard.executed[tool] += 1
-                seconds = record.duration_ms / 1000.0
-                hist[bisect_left(self.buckets_s, seconds)] += 1
-                hist[-1] += seconds
-                if shard.active:
-                    _finish_active(shard.active, record.call_id)
-                return
+            if hist is not None:
+                executed = shard.executed
+                if tool in executed:
+                    executed[tool] += 1
+                    seconds = record.duration_ms / 1000.0
+                    hist[bisect_left(self.buckets_s, seconds)] += 1
+                    hist[-1] += seconds
+                    return
         self._record_slow(shard, record)
 
     def _tool_label(self, tool: str, outcome: str) -> str:
@@ -184,8 +185,6 @@ class MetricsObserver:
             shard.violations[kind] = shard.violations.get(kind, 0) + 1
         elif outcome == "rate_limited":
             shard.rate_limited[tool] = shard.rate_limited.get(tool, 0) + 1
-        if shard.active:
-            _finish_active(shard.active, record.call_id)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -217,17 +216,8 @@ class MetricsObserver:
             for name, target in sums.items():
                 for key, n in dict(getattr(shard, name)).items():
                     target[key] = target.get(key, 0) + n
-            active += sum(dict(shard.active).values())
+            active += len(shard.active)
         return {"calls": calls, "hist": hist, "active": active, **sums}
-
-
-def _finish_active(active: dict[str, int], call_id: str) -> None:
-    n = active.get(call_id)
-    if n is not None:
-        if n <= 1:
-            del active[call_id]
-        else:
-            active[call_id] = n - 1
 
 
 class _Collector(Collector):
