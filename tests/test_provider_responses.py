@@ -260,3 +260,20 @@ def test_content_parts_are_converted_to_input_parts() -> None:
         {"type": "function_call", "call_id": "c1", "name": "add", "arguments": '{"a":1,"b":2}'},
         {"type": "function_call_output", "call_id": "c1", "output": "3"},
     ]
+
+
+def test_a_stream_with_only_the_completed_event_still_gives_text_and_calls() -> None:
+    final = responses_object(
+        {"content": "Adding.", "tool_calls": [call("c9", "add", {"a": 4, "b": 5})]}
+    )
+    acc = ResponsesAccumulator()
+    events = acc.feed_text(
+        sse_body([{"type": "response.completed", "response": final}], done=False)
+    )
+    assert [e.call.id for e in events if isinstance(e, ToolCallDone)] == ["c9"]
+    assert acc.message() == {
+        "role": "assistant",
+        "content": "Adding.",
+        "tool_calls": [call("c9", "add", {"a": 4, "b": 5})],
+    }
+    assert acc.finish_reason == "tool_calls" and acc.error is None

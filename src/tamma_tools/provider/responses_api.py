@@ -189,7 +189,24 @@ class ResponsesAccumulator:
         if call is not None and isinstance(item.get("arguments"), str):
             call.arguments = [item["arguments"]]
 
+    def _read_output(self, output: Any) -> None:
+        """Take text and calls from finished output items (a body, or a stream whose server
+        sent ``response.completed`` without the item and delta events)."""
+        for item in output if isinstance(output, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "function_call":
+                self._item_added({"item": item, "output_index": None})
+            elif item.get("type") == "message":
+                for part in item.get("content") or []:
+                    if isinstance(part, dict) and part.get("type") == "output_text":
+                        self._text.append(str(part.get("text") or ""))
+                    elif isinstance(part, dict) and part.get("type") == "refusal":
+                        self._refusal.append(str(part.get("refusal") or ""))
+
     def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
+        if not (self._calls or self._text or self._refusal):
+            self._read_output(response.get("output"))
         self._status = response.get("status")
         details = response.get("incomplete_details")
         if isinstance(details, dict):
@@ -249,18 +266,8 @@ def message_from_response(
 ]:
     """A non-streamed Responses API body as (message, calls, finish_reason, usage, error)."""
     acc = ResponsesAccumulator()
-    for item in body.get("output") or []:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "function_call":
-            acc._item_added({"item": item, "output_index": None})
-        elif item.get("type") == "message":
-            for part in item.get("content") or []:
-                if isinstance(part, dict) and part.get("type") == "output_text":
-                    acc._text.append(str(part.get("text") or ""))
-                elif isinstance(part, dict) and part.get("type") == "refusal":
-                    acc._refusal.append(str(part.get("refusal") or ""))
     if body.get("error") or body.get("status") == "failed":
+        acc._read_output(body.get("output"))
         acc._fail(f"the server reported an error: {_error_text(body.get('error'))}", body)
     else:
         acc._completed(body)
