@@ -387,3 +387,32 @@ async def test_text_and_done_events_carry_the_same_call_the_history_gets(
     ) as stream:
         done = [e.call.to_openai() async for e in stream if isinstance(e, ToolCallDone)]
     assert done == stream.messages[-1]["tool_calls"] == [call("call_add", "add", {"a": 2, "b": 3})]
+
+
+async def test_cancelling_complete_cancels_the_running_tools(server: OpenAIServer) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @tool(isolation="in_process")
+    async def wait_forever(label: str) -> str:
+        """Wait until cancelled."""
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return label
+
+    server.script = lambda body: {
+        "tool_calls": [
+            call("w1", "wait_forever", {"label": "a"}),
+            call("w2", "wait_forever", {"label": "b"}),
+        ]
+    }
+    provider = provider_for(server, manager=manager_with(wait_forever))
+    task = asyncio.ensure_future(provider.complete(MessageRequest(messages=USER)))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set() and len(server.requests) == 1
