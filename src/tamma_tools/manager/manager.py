@@ -18,7 +18,6 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -54,6 +53,7 @@ from tamma_tools.manager.output import encode_result, truncate_text
 from tamma_tools.manager.policy import Policy
 from tamma_tools.manager.prepared import Prepared, outcome_of
 from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
+from tamma_tools.manager.recorder import DecisionRecorder
 from tamma_tools.sandbox.config import SandboxConfig, effective_limits
 from tamma_tools.types import (
     CallerContext,
@@ -108,10 +108,9 @@ class FunctionCallingManager:
             if isinstance(self.rate_limiter, InMemoryRateLimiter)
             else None
         )
-        self._observers: list[CallObserver] = list(observers)
-        self._listeners: dict[str, list[Callable[[CallRecord], None]]] = {}
-        self.history: deque[CallRecord] = deque(maxlen=self.config.history_size or 1)
-        self._keep_history = self.config.history_size > 0
+        self._recorder = DecisionRecorder(self.config.history_size, observers)
+        self._record = self._recorder.record
+        self.history = self._recorder.history
         self._prepared: dict[str, Prepared] = {}
         self._approvals = ApprovalQueue(self.config.max_pending_approvals)
         self._conversations = ConversationTracker(
@@ -157,34 +156,12 @@ class FunctionCallingManager:
     # --- observation ----------------------------------------------------------------------
 
     def add_observer(self, observer: CallObserver) -> None:
-        self._observers.append(observer)
+        self._recorder.observers.append(observer)
 
     def on(self, kind: Outcome | str, callback: Callable[[CallRecord], None]) -> Callable[[], None]:
-        """Call ``callback`` for every decision of ``kind`` (an outcome, or ``"*"`` for all)."""
-        self._listeners.setdefault(kind, []).append(callback)
-
-        def unsubscribe() -> None:
-            callbacks = self._listeners.get(kind, [])
-            if callback in callbacks:
-                callbacks.remove(callback)
-
-        return unsubscribe
-
-    def _emit(self, record: CallRecord) -> None:
-        if self._keep_history:
-            self.history.append(record)
-        for observer in self._observers:
-            try:
-                observer.on_call_finished(record)
-            except Exception:
-                log.exception("observer %r failed", observer)
-        if self._listeners:
-            for kind in (record.outcome, "*"):
-                for callback in self._listeners.get(kind, ()):
-                    try:
-                        callback(record)
-                    except Exception:
-                        log.exception("event callback for %r failed", kind)
+        """Call ``callback`` for every decision of ``kind`` (an outcome, or ``"*"`` for all);
+        returns a function that unsubscribes it."""
+        return self._recorder.on(kind, callback)
 
     # --- the call path --------------------------------------------------------------------
 
@@ -365,11 +342,7 @@ class FunctionCallingManager:
         if prep.context_param is not None:
             kwargs = {**arguments, prep.context_param: ctx}
 
-        for observer in self._observers:
-            try:
-                observer.on_call_started(call_id, prep.name, ctx)
-            except Exception:
-                log.exception("observer %r failed", observer)
+        self._recorder.started(call_id, prep.name, ctx)
         try:
             if prep.isolation == "in_process":
                 value = await self._run_in_process(prep, kwargs, timeout_s)
@@ -509,34 +482,6 @@ class FunctionCallingManager:
             error_code=exc.code,
             execution_time_ms=(time.perf_counter() - started) * 1000.0,
             details=details,
-        )
-
-    def _record(
-        self, call_id: str, name: str, raw: str, ctx: CallerContext, outcome: Outcome,
-        started: float, *, error_code: str | None = None, error: str | None = None,
-        rule: str | None = None, result_size: int = 0, isolation: str = "in_process",
-        layers: tuple[str, ...] = (), repairs: tuple[str, ...] = (), approver: str | None = None,
-    ) -> None:  # fmt: skip
-        if not (self._keep_history or self._observers or self._listeners):
-            return
-        self._emit(
-            CallRecord(
-                call_id=call_id,
-                tool=name,
-                outcome=outcome,
-                context=ctx,
-                arguments=raw,
-                timestamp=time.time(),
-                duration_ms=(time.perf_counter() - started) * 1000.0,
-                error_code=error_code,
-                error=error,
-                rule=rule,
-                result_size=result_size,
-                isolation=isolation,
-                sandbox_layers=layers,
-                repairs=repairs,
-                approver=approver,
-            )
         )
 
     # --- batches --------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Where the manager's decisions go: the bounded history, observers and event callbacks.
+
+Observers (audit, metrics, traces, alerts) and callbacks run on the call path, so a failing one
+is logged and skipped: it never breaks the call or the other observers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from tamma_tools.events import CallObserver, CallRecord, Outcome
+from tamma_tools.types import CallerContext
+
+__all__ = ["DecisionRecorder"]
+
+log = logging.getLogger("tamma_tools.manager")
+
+
+class DecisionRecorder:
+    def __init__(self, history_size: int, observers: Iterable[CallObserver] = ()) -> None:
+        self.history: deque[CallRecord] = deque(maxlen=history_size or 1)
+        self.keep_history = history_size > 0
+        self.observers: list[CallObserver] = list(observers)
+        self.listeners: dict[str, list[Callable[[CallRecord], None]]] = {}
+
+    @property
+    def active(self) -> bool:
+        """False when nobody would see a record, so none need be built."""
+        return bool(self.keep_history or self.observers or self.listeners)
+
+    def on(self, kind: Outcome | str, callback: Callable[[CallRecord], None]) -> Callable[[], None]:
+        self.listeners.setdefault(kind, []).append(callback)
+
+        def unsubscribe() -> None:
+            callbacks = self.listeners.get(kind, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return unsubscribe
+
+    def started(self, call_id: str, tool: str, context: CallerContext) -> None:
+        for observer in self.observers:
+            try:
+                observer.on_call_started(call_id, tool, context)
+            except Exception:
+                log.exception("observer %r failed", observer)
+
+    def record(
+        self, call_id: str, name: str, raw: str, ctx: CallerContext, outcome: Outcome,
+        started: float, *, error_code: str | None = None, error: str | None = None,
+        rule: str | None = None, result_size: int = 0, isolation: str = "in_process",
+        layers: tuple[str, ...] = (), repairs: tuple[str, ...] = (), approver: str | None = None,
+    ) -> None:  # fmt: skip
+        """Build the ``CallRecord`` of one decision and hand it to everyone listening."""
+        if not self.active:
+            return
+        self.emit(
+            CallRecord(
+                call_id=call_id,
+                tool=name,
+                outcome=outcome,
+                context=ctx,
+                arguments=raw,
+                timestamp=time.time(),
+                duration_ms=(time.perf_counter() - started) * 1000.0,
+                error_code=error_code,
+                error=error,
+                rule=rule,
+                result_size=result_size,
+                isolation=isolation,
+                sandbox_layers=layers,
+                repairs=repairs,
+                approver=approver,
+            )
+        )
+
+    def emit(self, record: CallRecord) -> None:
+        if self.keep_history:
+            self.history.append(record)
+        for observer in self.observers:
+            try:
+                observer.on_call_finished(record)
+            except Exception:
+                log.exception("observer %r failed", observer)
+        if self.listeners:
+            for kind in (record.outcome, "*"):
+                for callback in self.listeners.get(kind, ()):
+                    try:
+                        callback(record)
+                    except Exception:
+                        log.exception("event callback for %r failed", kind)
