@@ -57,6 +57,10 @@ def _completion(message: dict[str, Any], finish: str) -> bytes:
 
 CALL = {"id": "call_bench", "type": "function", "function": {"name": "add", "arguments": ARGS}}
 TURN1_JSON = _completion({"role": "assistant", "content": None, "tool_calls": [CALL]}, "tool_calls")
+CALLS4 = [{**CALL, "id": f"call_bench_{i}"} for i in range(4)]
+TURN1_JSON_4 = _completion(
+    {"role": "assistant", "content": None, "tool_calls": CALLS4}, "tool_calls"
+)
 TURN2_JSON = _completion({"role": "assistant", "content": "2 + 3 = 5."}, "stop")
 
 
@@ -104,9 +108,10 @@ def _handler(request: Any) -> Any:
             content=TURN2_SSE if answered else TURN1_SSE,
             headers={"content-type": "text/event-stream"},
         )
+    first = TURN1_JSON_4 if body.get("model") == "bench-4" else TURN1_JSON
     return http.Response(
         200,
-        content=TURN2_JSON if answered else TURN1_JSON,
+        content=TURN2_JSON if answered else first,
         headers={"content-type": "application/json"},
     )
 
@@ -213,6 +218,10 @@ def main() -> int:
         result = await provider.complete(MessageRequest(messages=MESSAGES))
         assert result.content == "2 + 3 = 5.", result
 
+    async def complete_4() -> None:
+        result = await provider.complete(MessageRequest(messages=MESSAGES, model="bench-4"))
+        assert len(result.tool_results) == 4, result
+
     async def send_message() -> None:
         stream = provider.send_message(MessageRequest(messages=MESSAGES))
         async for _ in stream:
@@ -224,6 +233,7 @@ def main() -> int:
         "reference: 2 x SDK client.post (its whole request pipeline)": lambda: run(sdk_post()),
         "reference: 2 x our request path (SDK's HTTP client and headers)": lambda: run(lean_post()),
         "tamma-tools complete() (2 turns, 1 tool call)": lambda: run(complete()),
+        "tamma-tools complete() (2 turns, 4 parallel tool calls)": lambda: run(complete_4()),
         "tamma-tools send_message() streamed (2 turns, 1 tool call)": lambda: run(send_message()),
     }
     agents = _agents_runner()
@@ -246,7 +256,9 @@ def main() -> int:
     )
     ours = stats["tamma-tools complete() (2 turns, 1 tool call)"].median_us
     wire = stats["reference: 2 x our request path (SDK's HTTP client and headers)"].median_us
+    four = stats["tamma-tools complete() (2 turns, 4 parallel tool calls)"].median_us
     print(f"\ncomplete() minus its two requests: {ours - wire:,.1f} µs per run (the loop itself)")
+    print(f"each extra parallel tool call: {(four - ours) / 3:,.1f} µs")
     if baseline is not None:
         ratio = stats["tamma-tools complete() (2 turns, 1 tool call)"].ratio
         leaner = 1.0 / ratio if ratio else float("nan")

@@ -74,3 +74,20 @@ async def test_a_retryable_failure_is_retried_by_the_sdk_with_the_remaining_budg
         )
     assert len(server.requests) == 3  # one lean attempt + the SDK's two retries, not more
     assert server.requests[2].headers["x-stainless-retry-count"] == "1"
+
+
+async def test_a_redirect_is_followed_by_the_sdk(server: OpenAIServer) -> None:
+    client = _client(server)
+    moved = {"Location": "/v1/chat/completions?moved=1"}
+    server.enqueue(
+        Reply(status=307, headers=moved),  # the lean attempt hands the request to the SDK...
+        Reply(status=307, headers=moved),  # ...whose client follows the redirect
+        Reply.json({"choices": [], "moved": True}),
+    )
+    got = await RawTransport(client, 30.0).post_json(
+        "/chat/completions", {"model": "m", "messages": []}
+    )
+    assert got == {"choices": [], "moved": True}
+    paths = [r.path for r in server.requests]
+    assert paths == ["/v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions?moved=1"]
+    assert server.requests[2].body == {"model": "m", "messages": []}
