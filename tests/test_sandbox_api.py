@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from tamma_tools.errors import ExecutionCancelled, SandboxUnavailable, ToolCrashed
+from tamma_tools.errors import (
+    ExecutionCancelled,
+    SandboxUnavailable,
+    SandboxViolation,
+    ToolCrashed,
+)
 from tamma_tools.sandbox.config import SandboxConfig, effective_limits
 from tamma_tools.sandbox.isolation.capabilities import SandboxCapabilities
 from tamma_tools.sandbox.sandbox import ExecutionSandbox, SandboxEvent
@@ -198,7 +203,8 @@ async def test_close_reaps_zygote_and_workers() -> None:
     await run(sb, T.add, {"a": 1, "b": 2})
     await asyncio.gather(*(run(sb, T.slow_add, {"a": 1, "b": 2, "seconds": 0.2}, "worker",
                                call_id=f"w{i}") for i in range(2)))  # fmt: skip
-    helpers = {sb._zygote.pid} | {w.proc.pid for w in sb._pool._all}  # type: ignore[union-attr]
+    workers = {w.proc.pid for pool in sb._pools.values() for w in pool._all}
+    helpers = {sb._zygote.pid} | workers  # type: ignore[union-attr]
     assert len(helpers) == 3 and helpers <= set(children_of(os.getpid()))
     await sb.aclose()
     assert wait_until(lambda: not set(helpers) & set(children_of(os.getpid())))
@@ -359,3 +365,19 @@ async def test_a_tool_module_that_imports_slowly_cannot_hang_the_call(
         assert await run(sb, slow_tool_module.ready, {}) == "ready"
     finally:
         await sb.aclose()
+
+
+async def test_workers_run_under_the_same_kernel_layers(sandbox: ExecutionSandbox) -> None:
+    caps = sandbox.capabilities()
+    if not (caps.landlock and caps.seccomp):
+        pytest.skip("Landlock and seccomp are needed for this check")
+    with pytest.raises(SandboxViolation):
+        await run(sandbox, T.read_file, {"path": "/etc/shadow"}, "worker")
+    with pytest.raises(SandboxViolation):
+        await run(sandbox, T.open_socket, {"host": "127.0.0.1", "port": 9}, "worker")
+    with pytest.raises(SandboxViolation):
+        await run(sandbox, T.fork_bomb, {}, "worker")
+    assert sandbox.layers_in_force("worker", tool("t", "worker")) == sandbox.layers_in_force(
+        "process", tool("t")
+    )
+    assert await run(sandbox, T.add, {"a": 1, "b": 2}, "worker") == 3

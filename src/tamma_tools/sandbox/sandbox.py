@@ -105,7 +105,7 @@ class ExecutionSandbox:
         self.config = config or SandboxConfig()
         self._lock = threading.Lock()
         self._zygote: ZygoteClient | None = None
-        self._pool: WorkerPool | None = None
+        self._pools: dict[tuple[bool, str | None], WorkerPool] = {}
         self._threads: ThreadPoolExecutor | None = None
         self._active: dict[str, ActiveExecution] = {}
         self._targets: dict[Any, tuple[dict[str, Any], bytes | None, tuple[str, ...]]] = {}
@@ -136,8 +136,6 @@ class ExecutionSandbox:
                          command: bool = False) -> tuple[str, ...]:  # fmt: skip
         if isolation == "in_process":
             return ()
-        if isolation == "worker":
-            return ("rlimits", "pidfd")
         layers = ["rlimits", "pidfd", "landlock", "seccomp"]
         if not self._network_allowed(tool):
             layers.insert(1, "netns")
@@ -149,8 +147,6 @@ class ExecutionSandbox:
         """The layers a call of ``tool`` actually runs under on this machine."""
         if isolation == "in_process":
             return ()
-        if isolation == "worker":
-            return ("clean_interpreter", "rlimits")
         caps = self.capabilities()
         layers = [x for x in self._required_layers(isolation, tool) if x != "pidfd"]
         return ("clean_interpreter", *(x for x in layers if getattr(caps, x, False)))
@@ -245,7 +241,7 @@ class ExecutionSandbox:
             if context_param:
                 preimport = (*preimport, "tamma_tools.types")
             if isolation == "worker":
-                return await self._run_in_worker(active, tool, request, blob, limits)
+                return await self._run_in_worker(active, tool, request, blob, limits, preimport)
             spec = self._process_spec(tool, limits, preimport)
             return await self._run_in_child(active, tool.name, spec, request, blob, limits)
         except TammaToolsError as exc:
@@ -295,18 +291,51 @@ class ExecutionSandbox:
                 )
             ) from exc
 
-    def _worker_pool(self) -> WorkerPool:
-        if self._pool is not None:
-            return self._pool
-        with self._lock:
-            if self._pool is None:
-                self._pool = WorkerPool(self.config.worker_count, import_path(),
-                                        self.config.max_memory_bytes)  # fmt: skip
-            return self._pool
+    def _worker_pool(self, tool: ToolDefinition, preimport: tuple[str, ...]) -> WorkerPool:
+        """The pool for the tool's permission profile: workers are locked down once, at start,
+        so each profile (network or not; roots read-only, read-write or absent) has its own."""
+        network = self._network_allowed(tool)
+        roots, mode = self._roots(tool)
+        key = (network, mode)
+        pool = self._pools.get(key)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(key)
+                if pool is None:
+                    caps = self.capabilities()
+                    paths = [[p, "ro"] for p in (*readable_paths(), *import_path())]
+                    paths += [["/dev/null", "rw"]] + ([[r, mode] for r in roots] if mode else [])
+                    lockdown = {
+                        "netns": caps.netns and not network,
+                        "landlock": caps.landlock,
+                        "landlock_paths": paths,
+                        "landlock_ports": list(self.config.allowed_ports) if network else [],
+                        "seccomp": {"allow_network": network, "allow_exec": False}
+                        if caps.seccomp
+                        else None,
+                        "cwd": roots[0] if roots else None,
+                    }
+                    pool = self._pools[key] = WorkerPool(
+                        self.config.worker_count, import_path(), self.config.max_memory_bytes,
+                        lockdown,
+                    )  # fmt: skip
+        if not set(preimport) <= set(pool.preimport):
+            pool.preimport = tuple(dict.fromkeys((*pool.preimport, *preimport)))
+        return pool
+
+    def _roots(self, tool: ToolDefinition) -> tuple[list[str], str | None]:
+        """The roots a tool may touch and how: ``file:write`` read-write, ``file:read``
+        read-only, anything else none."""
+        perms = tool.metadata.permissions
+        mode = "rw" if "file:write" in perms else "ro" if "file:read" in perms else None
+        if mode is None or not self.config.enable_file_system_access:
+            return [], None
+        # Absolute: the zygote's working directory is "/", not the application's.
+        return [os.path.abspath(p) for p in self.config.allowed_paths], mode
 
     async def _run_in_worker(
         self, active: ActiveExecution, tool: ToolDefinition, request: dict[str, Any],
-        blob: bytes | None, limits: EffectiveLimits,
+        blob: bytes | None, limits: EffectiveLimits, preimport: tuple[str, ...],
     ) -> Any:  # fmt: skip
         reasons: list[str] = []
         current: list[Worker] = []
@@ -321,7 +350,7 @@ class ExecutionSandbox:
                 current[0].terminate()
 
         active._stop = stop
-        result = await self._worker_pool().call(
+        result = await self._worker_pool(tool, preimport).call(
             protocol.encode(request), blob, timeout_s=limits.timeout_s,
             result_cap=limits.max_result_bytes, on_start=on_start,
         )  # fmt: skip
@@ -335,12 +364,7 @@ class ExecutionSandbox:
     ) -> dict[str, Any]:  # fmt: skip
         caps = self.capabilities()
         network = self._network_allowed(tool)
-        perms = set(tool.metadata.permissions)
-        mode = "rw" if "file:write" in perms else "ro" if "file:read" in perms else None
-        # Absolute: the zygote's working directory is "/", not the application's.
-        roots = [os.path.abspath(p) for p in self.config.allowed_paths] if mode else []
-        if not self.config.enable_file_system_access:
-            roots, mode = [], None
+        roots, mode = self._roots(tool)
         paths = [[p, "ro"] for p in readable_paths()] + [["/dev/null", "rw"]]
         if mode is not None:
             paths += [[r, mode] for r in roots]
@@ -490,9 +514,9 @@ class ExecutionSandbox:
 
 
 def _shutdown(state: dict[str, Any]) -> None:
-    pool, zygote, threads = state.get("_pool"), state.get("_zygote"), state.get("_threads")
-    state["_pool"] = state["_zygote"] = state["_threads"] = None
-    if pool is not None:
+    pools, zygote, threads = state.get("_pools") or {}, state.get("_zygote"), state.get("_threads")
+    state["_pools"], state["_zygote"], state["_threads"] = {}, None, None
+    for pool in list(pools.values()):
         pool.close()
     if zygote is not None:
         zygote.close()

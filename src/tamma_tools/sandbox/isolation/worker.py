@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import resource
 import signal
@@ -32,8 +33,13 @@ def _serve(fd: int) -> None:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     memory = int(hello["memory_bytes"])
+    for name in hello.get("preimport", ()):
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if hello.get("lockdown"):
+        _lock_down(hello["lockdown"])
     protocol.write_all(fd, protocol.frame(protocol.encode({"ok": True, "pid": os.getpid()})))
     cache: dict[str, Callable[..., Any]] = {}
     reader = _FrameReader(fd)
@@ -68,6 +74,28 @@ class _FrameReader:
             if not chunk:
                 raise protocol.ProtocolError("channel closed")
             self.buf += chunk
+
+
+def _lock_down(spec: dict[str, Any]) -> None:
+    """The per-call child's kernel layers, applied once for the worker's whole life.
+
+    One worker serves one permission profile (network or not, roots read-only, read-write or
+    absent), so the rules fit every tool it runs. Unlike the per-call child, tool modules are
+    imported lazily here, so the application's import path stays readable.
+    """
+    from tamma_tools.sandbox.isolation import landlock, seccomp
+    from tamma_tools.sandbox.isolation._libc import CLONE_NEWNET, unshare
+
+    if spec["netns"]:
+        unshare(CLONE_NEWNET)
+    if spec["landlock"]:
+        paths = [(p, m) for p, m in spec["landlock_paths"]]
+        ruleset = landlock.create_ruleset(paths, tcp_connect_ports=spec["landlock_ports"])
+        landlock.restrict_self(ruleset)
+        os.close(ruleset)
+    if spec["seccomp"] is not None:
+        seccomp.load(seccomp.FilterSpec(**spec["seccomp"]))
+    os.chdir(spec.get("cwd") or "/")
 
 
 def _one_call(

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tamma_tools.sandbox.isolation import protocol
 from tamma_tools.sandbox.isolation.launch import interpreter_argv, scrubbed_env
@@ -40,7 +41,10 @@ short poll versus 60-80 µs sleeping in ``select``, and 58 vs 72 µs median thro
 class Worker:
     """One worker process and its channel."""
 
-    def __init__(self, sys_path: list[str], memory_bytes: int) -> None:
+    def __init__(
+        self, sys_path: list[str], memory_bytes: int, lockdown: dict[str, Any] | None = None,
+        preimport: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = scrubbed_env()
         env["TAMMA_CONTROL_FD"] = str(child_end.fileno())
@@ -62,7 +66,8 @@ class Worker:
         self.alive = True
         try:
             parent_end.settimeout(_START_TIMEOUT_S)
-            hello = {"sys_path": sys_path, "memory_bytes": memory_bytes}
+            hello = {"sys_path": sys_path, "memory_bytes": memory_bytes, "lockdown": lockdown,
+                     "preimport": list(preimport)}  # fmt: skip
             parent_end.sendall(protocol.frame(protocol.encode(hello)))
             reply = b""
             while len(reply) < protocol.HEADER.size:
@@ -104,8 +109,14 @@ class WorkerOutcome:
 class WorkerPool:
     """Up to ``size`` workers; callers wait for a free one (FIFO)."""
 
-    def __init__(self, size: int, sys_path: list[str], memory_bytes: int) -> None:
+    def __init__(
+        self, size: int, sys_path: list[str], memory_bytes: int,
+        lockdown: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         self.size = size
+        self._lockdown = lockdown
+        self.preimport: tuple[str, ...] = ()
+        """Modules new workers import before locking down (the first tools' modules)."""
         self._sys_path = sys_path
         self._memory = memory_bytes
         self._lock = threading.Lock()
@@ -135,7 +146,9 @@ class WorkerPool:
                     self._waiters.append(fut)
             if spawn:
                 try:
-                    worker = await asyncio.to_thread(Worker, self._sys_path, self._memory)
+                    worker = await asyncio.to_thread(
+                        Worker, self._sys_path, self._memory, self._lockdown, self.preimport
+                    )
                 finally:
                     with self._lock:
                         self._starting -= 1
