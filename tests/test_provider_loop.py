@@ -416,3 +416,22 @@ async def test_cancelling_complete_cancels_the_running_tools(server: OpenAIServe
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cancelled.is_set() and len(server.requests) == 1
+
+
+async def test_the_whole_loop_also_runs_through_the_sdks_own_request_pipeline(
+    server: OpenAIServer,
+) -> None:
+    server.script = add_then_answer
+    config = ProviderConfig(
+        api_key="sk-test",
+        base_url=server.base_url,
+        model="test-model",
+        max_retries=0,
+        lean_requests=False,
+    )
+    result = await OpenAIProvider(config, manager=manager_with(add)).complete(
+        MessageRequest(messages=USER)
+    )
+    assert result.content == "The sum is 5."
+    # Only the SDK's pipeline adds its per-attempt header.
+    assert all(r.headers.get("x-stainless-retry-count") == "0" for r in server.requests)

@@ -90,6 +90,10 @@ class ProviderConfig:
     stream_usage: bool = True
     """Ask streaming servers for a final usage chunk (``stream_options.include_usage``)."""
     default_headers: dict[str, str] = field(default_factory=dict)
+    lean_requests: bool = True
+    """Send each request's first attempt with the SDK's own headers, timeout and connection
+    pool but without its per-request pipeline (about 300 µs saved per request); failures,
+    retries and redirects still go through the SDK. ``False``: every attempt through the SDK."""
     function_calling: FunctionCallingConfig = field(default_factory=FunctionCallingConfig)
 
     def __post_init__(self) -> None:

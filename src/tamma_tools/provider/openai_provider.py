@@ -53,7 +53,9 @@ class OpenAIProvider:
         self.config = config or ProviderConfig()
         self.client = client if client is not None else make_client(self.config, http_client)
         self._manager = manager
-        self._transport = RawTransport(self.client, self.config.timeout_s)
+        self._transport = RawTransport(
+            self.client, self.config.timeout_s, fast=self.config.lean_requests
+        )
         self._turn: Turn = (
             ResponsesTurns(self._transport)
             if self.config.api == "responses"
