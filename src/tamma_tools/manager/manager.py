@@ -368,6 +368,7 @@ class FunctionCallingManager:
         self._record(
             call_id, prep.name, raw, ctx, "executed", started,
             result_size=len(content), isolation=prep.isolation, layers=layers,
+            extra={"result": content},
         )  # fmt: skip
         return result
 
@@ -454,7 +455,7 @@ class FunctionCallingManager:
 
     def _failure(
         self, call_id: str, name: str, raw: str, ctx: CallerContext, exc: TammaToolsError,
-        started: float,
+        started: float, approver: str | None = None,
     ) -> FunctionResult:  # fmt: skip
         outcome = outcome_of(exc)
         details: dict[str, Any] = dict(exc.details)
@@ -473,6 +474,7 @@ class FunctionCallingManager:
         self._record(
             call_id, name, raw, ctx, outcome, started,
             error_code=exc.code, error=exc.message, rule=rule, isolation=isolation,
+            approver=approver,
         )  # fmt: skip
         return FunctionResult(
             tool_call_id=call_id,
@@ -550,17 +552,10 @@ class FunctionCallingManager:
             rule="approval",
         )
         started = time.perf_counter()
-        result = self._failure(
-            call_id,
-            item.call.function.name,
-            item.call.function.arguments,
-            item.context,
-            exc,
-            started,
+        call = item.call.function
+        return self._failure(
+            call_id, call.name, call.arguments, item.context, exc, started, approver=approver
         )
-        if approver is not None and self.history and self.history[-1].call_id == call_id:
-            self.history[-1].approver = approver
-        return result
 
     # --- sync wrappers and lifecycle ------------------------------------------------------
 

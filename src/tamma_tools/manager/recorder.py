@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from tamma_tools.events import CallObserver, CallRecord, Outcome
 from tamma_tools.types import CallerContext
@@ -53,29 +54,19 @@ class DecisionRecorder:
         started: float, *, error_code: str | None = None, error: str | None = None,
         rule: str | None = None, result_size: int = 0, isolation: str = "in_process",
         layers: tuple[str, ...] = (), repairs: tuple[str, ...] = (), approver: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """Build the ``CallRecord`` of one decision and hand it to everyone listening."""
         if not self.active:
             return
+        # Positional arguments: this runs once per decision and costs half as much as keywords.
         self.emit(
             CallRecord(
-                call_id=call_id,
-                tool=name,
-                outcome=outcome,
-                context=ctx,
-                arguments=raw,
-                timestamp=time.time(),
-                duration_ms=(time.perf_counter() - started) * 1000.0,
-                error_code=error_code,
-                error=error,
-                rule=rule,
-                result_size=result_size,
-                isolation=isolation,
-                sandbox_layers=layers,
-                repairs=repairs,
-                approver=approver,
+                call_id, name, outcome, ctx, raw, time.time(),
+                (time.perf_counter() - started) * 1000.0, error_code, error, rule, result_size,
+                isolation, layers, repairs, approver, extra if extra is not None else {},
             )
-        )
+        )  # fmt: skip
 
     def emit(self, record: CallRecord) -> None:
         if self.keep_history:
