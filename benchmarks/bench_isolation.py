@@ -6,7 +6,8 @@ ratio to a ``ProcessPoolExecutor`` round trip and to a fresh ``python -c`` per c
 same run.
 
 * ``in_process``: ``ExecutionSandbox.run`` with the built-ins' level (cooperative timeout only).
-* ``worker``: a persistent clean interpreter, killed and replaced on overrun.
+* ``worker``: a persistent clean interpreter under the same kernel layers, locked down once at
+  start, killed and replaced on overrun.
 * ``process``: clean zygote -> fork per call -> rlimits + empty netns + Landlock + seccomp,
   pidfd kill, capped pipes, JSON result (every layer this kernel offers is on).
 * ``ProcessPoolExecutor``: ``loop.run_in_executor`` on a warm pool (no isolation between calls).
@@ -94,7 +95,7 @@ async def main(rounds: int = 20) -> None:
 
     caps = sandbox.capabilities()
     process_tool = ToolDefinition.model_validate({"type": "function", "function": {"name": "t"}})
-    layers = sandbox.layers_in_force("process", process_tool)
+    layers = sandbox.layers_in_force("process", process_tool)  # workers get the same layers
     await sandbox.aclose()
     pool.shutdown()
 
@@ -103,7 +104,7 @@ async def main(rounds: int = 20) -> None:
            for name, s in samples.items()}  # fmt: skip
     base_pool, base_fresh = med["ProcessPoolExecutor"], med["fresh python -c"]
     print(f"\nTrivial tool round trip ({rounds} interleaved rounds; kernel {caps.kernel}, "
-          f"process layers: {', '.join(layers)})\n")  # fmt: skip
+          f"process and worker layers: {', '.join(layers)})\n")  # fmt: skip
     header = f"{'candidate':<24}{'n':>6}{'median ms':>12}{'p99 ms':>10}{'x PPE':>9}{'x fresh':>9}"
     print(header)
     print("-" * len(header))
