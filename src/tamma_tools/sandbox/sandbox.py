@@ -4,8 +4,10 @@ Three levels (``ToolMetadata.isolation``):
 
 * ``in_process``: trusted, bounded tools (the built-ins). Cooperative timeout only; a thread
   cannot be stopped (research/sandbox.md §2.9), which is why user tools never run here by default.
-* ``worker``: persistent clean interpreters (``isolation/worker.py``). Deadline and memory limit
-  are enforced by killing and replacing the worker.
+* ``worker``: persistent clean interpreters (``isolation/worker.py``), one pool per permission
+  profile, locked down at start with the same kernel layers as ``process`` (the application's
+  import path stays readable: modules load lazily). No isolation *between* calls of one worker.
+  Deadline and memory limit are enforced by killing and replacing the worker.
 * ``process`` (default for user tools): a fresh child forked per call from a clean zygote, with
   rlimits, an empty network namespace, Landlock, seccomp, pidfd kill and capped pipes
   (``isolation/zygote.py``, ``isolation/child.py``).
