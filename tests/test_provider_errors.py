@@ -268,3 +268,14 @@ async def test_complete_keeps_the_history_on_the_error(server: OpenAIServer) -> 
     result = caught.value.details["result"]
     assert result.stop_reason == "error" and len(result.messages) == 3
     assert_history_valid(result.messages)
+
+
+async def test_a_json_error_body_answering_a_stream_request_is_a_stream_error(
+    server: OpenAIServer,
+) -> None:
+    server.enqueue(Reply.json(error_body("Upstream model is overloaded")))  # HTTP 200, JSON
+    events, stream = await run_stream(provider_for(server))
+    assert isinstance(events[-1], StreamError) and events[-1].code == "provider_stream_error"
+    assert isinstance(stream.error, ProviderStreamError)
+    assert "Upstream model is overloaded" in stream.error.message and stream.error.status == 200
+    assert stream.messages == USER

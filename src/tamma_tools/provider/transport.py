@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - older SDKs use httpx
 __all__ = [
     "HTTP_ERROR_MESSAGE",
     "INTERRUPTED_MESSAGE",
+    "NOT_A_STREAM_MESSAGE",
     "NOT_JSON_MESSAGE",
     "RawTransport",
     "http",
@@ -61,6 +62,7 @@ INTERRUPTED_MESSAGE = (
     "turn was added to the history"
 )
 NOT_JSON_MESSAGE = "the model server's response body is not a JSON object: {detail}"
+NOT_A_STREAM_MESSAGE = "the model server answered a streaming request with JSON: {detail}"
 
 _RAW_STREAM = {"X-Stainless-Raw-Response": "stream"}
 
@@ -105,6 +107,13 @@ def _server_detail(body: Any, fallback: str) -> str:
     if isinstance(body, str) and body:
         return body[:500]
     return fallback
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content[:2000].decode("utf-8", "replace")
 
 
 def map_sdk_error(exc: openai.OpenAIError, timeout_s: float) -> ProviderError:
@@ -302,6 +311,17 @@ class RawTransport:
         splitting). Closing the iterator closes the connection; a transport error mid-body
         becomes ``StreamInterrupted``."""
         response = await self._post(path, body, stream=True)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # A JSON body where a stream was asked for: an error some proxies send with 200.
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            raise ProviderStreamError(
+                NOT_A_STREAM_MESSAGE.format(detail=_server_detail(_loads(content), "no detail")),
+                status=response.status_code,
+                body=_loads(content),
+            )
         try:
             # aclosing: an abandoned body iterator would be closed later by the GC hook instead.
             async with contextlib.aclosing(response.aiter_bytes()) as pieces:
