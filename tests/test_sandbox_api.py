@@ -381,3 +381,22 @@ async def test_workers_run_under_the_same_kernel_layers(sandbox: ExecutionSandbo
         "process", tool("t")
     )
     assert await run(sandbox, T.add, {"a": 1, "b": 2}, "worker") == 3
+
+
+async def test_a_tool_module_that_fails_to_import_is_a_tool_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "flaky_tool_module.py"
+    module.write_text("def answer() -> int:\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import flaky_tool_module  # type: ignore[import-not-found]
+
+    # The module breaks after the application imported it: the isolated interpreter cannot.
+    module.write_text("raise ImportError('missing optional dependency: fancylib')\n")
+    sb = ExecutionSandbox()
+    try:
+        result = await sb.execute_function(tool("answer"), flaky_tool_module.answer, {})
+        assert result.error_code == "tool_error"
+        assert "missing optional dependency: fancylib" in (result.error or "")
+    finally:
+        await sb.aclose()

@@ -7,9 +7,8 @@ the restrictions, because afterwards most of the disk is invisible.
 
 File descriptors after ``_rearrange_fds``: 0 ``/dev/null``, 1 and 2 the capped output pipe,
 3 the result pipe, 4 the per-call channel (request in), 5 the Landlock ruleset, 6 the shared
-empty network namespace. Everything else
-the zygote had open (other calls' channels and pidfds) is closed, so a tool cannot forge another
-call's result or signal its siblings.
+empty network namespace. Everything else the zygote had open (other calls' channels and pidfds)
+is closed, so a tool cannot forge another call's result or signal its siblings.
 """
 
 from __future__ import annotations
@@ -104,16 +103,20 @@ def _run(spec: dict[str, Any]) -> int:
     blob = protocol.read_frame(_CHANNEL_FD, MAX_REQUEST_BYTES) if request.get("blob") else None
     os.close(_CHANNEL_FD)
 
-    if request["target"]["kind"] == "command":
-        from tamma_tools.sandbox.isolation import command_child
+    try:
+        if request["target"]["kind"] == "command":
+            from tamma_tools.sandbox.isolation import command_child
 
-        fn = command_child.make_runner(request["target"], spec)
-    else:
-        fn = runner.resolve(request["target"], blob)
-    del blob
-    arguments: dict[str, Any] = request["arguments"]
-    if request.get("context_param"):
-        arguments[request["context_param"]] = runner.build_context(request["context"])
+            fn = command_child.make_runner(request["target"], spec)
+        else:
+            fn = runner.resolve(request["target"], blob)
+        del blob
+        arguments: dict[str, Any] = request["arguments"]
+        if request.get("context_param"):
+            arguments[request["context_param"]] = runner.build_context(request["context"])
+    except Exception as exc:  # the tool's module failed to import or unpickle: the tool's fault
+        _write_result(b"ER" + protocol.encode(runner.describe_failure(exc)))
+        return 0
 
     runner.cap_threads(int(spec["rlimits"]["as"]), int(spec.get("max_threads", 64)))
     _lock_down(spec)
