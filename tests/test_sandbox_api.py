@@ -400,3 +400,23 @@ async def test_a_tool_module_that_fails_to_import_is_a_tool_error(
         assert "missing optional dependency: fancylib" in (result.error or "")
     finally:
         await sb.aclose()
+
+
+async def test_a_zygote_killed_mid_call_fails_that_call_only() -> None:
+    sb = ExecutionSandbox(SandboxConfig(max_execution_time_s=10.0))
+    try:
+        assert await run(sb, T.add, {"a": 1, "b": 2}) == 3
+        task = asyncio.create_task(run(sb, T.slow_add, {"a": 1, "b": 2, "seconds": 30}))
+        assert await asyncio.to_thread(
+            wait_until, lambda: any(a.pid for a in sb.get_active_executions())
+        )
+        child = sb.get_active_executions()[0].pid
+        started = time.monotonic()
+        os.kill(sb._zygote.pid, signal.SIGKILL)  # type: ignore[union-attr,arg-type]
+        with pytest.raises(ToolCrashed):
+            await task
+        assert time.monotonic() - started < 2.0
+        assert wait_until(lambda: not os.path.exists(f"/proc/{child}"))
+        assert await run(sb, T.add, {"a": 2, "b": 2}) == 4
+    finally:
+        await sb.aclose()

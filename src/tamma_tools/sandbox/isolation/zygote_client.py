@@ -353,8 +353,8 @@ class ZygoteClient:
         if not outcome.result_overflow and result:
             outcome.result = bytes(result)
         if outcome.status is None:
-            # Deadline passed and the zygote never reported: treat as a broken zygote.
-            switch.kill("timeout")
+            # No exit report: the zygote died (its children die with it through PDEATHSIG).
+            switch.kill("died")
 
 
 def _parse_status(buf: bytearray) -> dict[str, Any] | None:
