@@ -70,10 +70,8 @@ def _provider(server: OpenAIServer) -> OpenAIProvider:
 
 
 def _expected_choice(entry: dict[str, Any]) -> dict[str, Any] | None:
-    for choice in entry["expected"].get("choices", []):
-        if choice["index"] == 0:
-            return choice
-    return None
+    choices: list[dict[str, Any]] = entry["expected"].get("choices", [])
+    return next((c for c in choices if c["index"] == 0), None)
 
 
 def _expected_finish(entry: dict[str, Any], choice: dict[str, Any] | None) -> str | None:
@@ -143,7 +141,7 @@ async def _replay(server: OpenAIServer, folder: Path, entry: dict[str, Any]) -> 
         assert stream.messages == request.messages  # nothing of the failed turn in the history
         return
     result = stream.result()
-    assert stream.error is None
+    assert stream.error is None and result.message is not None
     calls = result.message.get("tool_calls", [])
     _assert_calls(calls, choice)
     done = [e.call.to_openai() for e in events if isinstance(e, ToolCallDone)]

@@ -79,7 +79,7 @@ def script_for(plan: list[list[tuple[str, str]]]) -> Any:
 
 
 async def run_once(
-    plan: list[list[tuple[str, str]]], stop_after: int | None, api: str, stream: bool
+    plan: list[list[tuple[str, str]]], stop_after: tuple[str, int] | None, api: str, stream: bool
 ) -> None:
     with OpenAIServer(script_for(plan)) as server:
         config = ProviderConfig(

@@ -198,7 +198,7 @@ async def test_the_callers_context_reaches_the_manager(server: OpenAIServer) -> 
         else {"tool_calls": [call("c1", "read_secret", {"name": "db"})]}
     )
     mgr = manager_with(read_secret)
-    allowed = CallerContext(user_id="ana", permissions={"secrets:read"})
+    allowed = CallerContext(user_id="ana", permissions=frozenset({"secrets:read"}))
     await provider_for(server, manager=mgr).complete(MessageRequest(messages=USER), allowed)
     assert tool_messages(server.bodies[1])[0]["content"] == "secret-db"
     await provider_for(server, manager=mgr).complete(

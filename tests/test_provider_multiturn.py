@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tamma_tools.function_tool import tool
+from tamma_tools.function_tool import tool, tool_from_function
 from tamma_tools.manager import FunctionCallingManager
 from tamma_tools.provider import (
     FinalMessage,
@@ -95,7 +95,7 @@ EXPECTED_HISTORY = [
 def manager() -> Iterator[FunctionCallingManager]:
     # The sandbox is what is under test here, not this kernel's feature set.
     mgr = FunctionCallingManager(sandbox_config=SandboxConfig(allow_weak_isolation=True))
-    mgr.register_tool(tool(isolated_tools.add, isolation="process"))
+    mgr.register_tool(tool_from_function(isolated_tools.add, isolation="process"))
     mgr.register_tool(country_of)
     yield mgr
     mgr.close()

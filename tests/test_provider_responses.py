@@ -231,7 +231,7 @@ def test_history_to_items_keeps_every_call_and_its_output_in_order(
 
 
 def test_content_parts_are_converted_to_input_parts() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {
             "role": "user",
             "content": [
