@@ -193,12 +193,14 @@ class _Run:
             self.turns += 1
             body = self.build(self.messages, self.tool_choice, self.stream)
             outcome: TurnOutcome | None = None
+            reported = False  # whether the turn already yielded its StreamError
             try:
                 async with contextlib.aclosing(self.turn(body, self.stream)) as items:
                     async for item in items:
                         if isinstance(item, TurnOutcome):
                             outcome = item
                         else:
+                            reported = reported or isinstance(item, StreamError)
                             yield item
             except ProviderError as exc:
                 self.error, self.stop_reason = exc, "error"
@@ -206,8 +208,10 @@ class _Run:
                 return
             assert outcome is not None, "a turn must end with a TurnOutcome"
             _add_usage(self.usage, outcome.usage)
-            if outcome.error is not None:  # already yielded by the accumulator
+            if outcome.error is not None:
                 self.error, self.stop_reason = _turn_error(outcome.error), "error"
+                if not reported:  # a failed JSON body: no accumulator event was streamed
+                    yield outcome.error
                 return
             self.message, self.finish_reason = outcome.message, outcome.finish_reason
             yield TurnFinished(outcome.finish_reason, outcome.usage, self.turns)
