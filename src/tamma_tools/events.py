@@ -58,7 +58,11 @@ class CallRecord:
 
 
 class CallObserver(Protocol):
-    """Receives every decision. Must be fast and must not raise: it runs on the call path."""
+    """Receives every decision. Must be fast and must not raise: it runs on the call path.
+
+    An observer with a class attribute ``observes_start = False`` is not sent
+    ``on_call_started`` (the manager skips the call entirely).
+    """
 
     def on_call_started(self, call_id: str, tool: str, context: CallerContext) -> None: ...
 

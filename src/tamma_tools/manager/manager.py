@@ -156,7 +156,7 @@ class FunctionCallingManager:
     # --- observation ----------------------------------------------------------------------
 
     def add_observer(self, observer: CallObserver) -> None:
-        self._recorder.observers.append(observer)
+        self._recorder.add(observer)
 
     def on(self, kind: Outcome | str, callback: Callable[[CallRecord], None]) -> Callable[[], None]:
         """Call ``callback`` for every decision of ``kind`` (an outcome, or ``"*"`` for all);

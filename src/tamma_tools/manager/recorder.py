@@ -24,8 +24,18 @@ class DecisionRecorder:
     def __init__(self, history_size: int, observers: Iterable[CallObserver] = ()) -> None:
         self.history: deque[CallRecord] = deque(maxlen=history_size or 1)
         self.keep_history = history_size > 0
-        self.observers: list[CallObserver] = list(observers)
+        self.observers: list[CallObserver] = []
+        self.starters: list[CallObserver] = []
+        """Observers that want ``on_call_started`` (an observer may say ``observes_start =
+        False`` to be skipped there: one Python call less per call)."""
         self.listeners: dict[str, list[Callable[[CallRecord], None]]] = {}
+        for observer in observers:
+            self.add(observer)
+
+    def add(self, observer: CallObserver) -> None:
+        self.observers.append(observer)
+        if getattr(observer, "observes_start", True):
+            self.starters.append(observer)
 
     @property
     def active(self) -> bool:
@@ -43,7 +53,7 @@ class DecisionRecorder:
         return unsubscribe
 
     def started(self, call_id: str, tool: str, context: CallerContext) -> None:
-        for observer in self.observers:
+        for observer in self.starters:
             try:
                 observer.on_call_started(call_id, tool, context)
             except Exception:
