@@ -48,7 +48,8 @@ def _rearrange_fds(
     wanted.append(ruleset if ruleset is not None else devnull)
     if netns is not None:
         wanted.append(netns)
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512) for fd in wanted]
+    # Above the targets (0-6) but inside the default 64-slot fd table, which 512 would grow.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 16) for fd in wanted]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target < 3)
     os.closerange(len(wanted), 1 << 20)
