@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import orjson
 
@@ -57,7 +57,9 @@ __all__ = [
     "session_context",
 ]
 
-StopReason = str
+StopReason: TypeAlias = Literal[
+    "final", "tool_calls", "max_turns", "loop_detected", "error", "cancelled"
+]
 """``final`` (an answer), ``tool_calls`` (returned unexecuted), ``max_turns``, ``loop_detected``,
 ``error`` (the turn failed; ``error`` says why) or ``cancelled`` (the caller closed the stream)."""
 
