@@ -127,7 +127,7 @@ async def test_output_is_capped() -> None:
 async def test_builtin_tool_definition_and_executor(sandbox: ExecutionSandbox) -> None:
     definition, executor = run_command_tool(sandbox)
     assert definition is RUN_COMMAND_DEFINITION and definition.name == "run_command"
-    assert definition.metadata.permissions == ["system:commands", "file:read"]
+    assert definition.metadata.permissions == ["system:exec", "file:read"]
     assert definition.to_openai()["function"]["parameters"]["required"] == ["argv"]
     out = await executor(argv=["echo", "ok"], context=CallerContext())
     assert out == {"exit_code": 0, "stdout": "ok\n", "stderr": "", "truncated": False}

@@ -47,7 +47,7 @@ RUN_COMMAND_DEFINITION = ToolDefinition.model_validate(
         },
         "metadata": {
             "category": "system",
-            "permissions": ["system:commands", "file:read"],
+            "permissions": ["system:exec", "file:read"],
             "isolation": "in_process",
             "destructive": True,
             "tags": ["builtin", "commands"],

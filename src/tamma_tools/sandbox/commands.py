@@ -49,7 +49,7 @@ RELATIVE_TEXT = "command {name!r} is a relative path; use a bare name or an abso
 
 _COMMAND_TOOL = ToolDefinition.model_validate(
     {"type": "function", "function": {"name": "run_command"},
-     "metadata": {"permissions": ["system:commands", "file:read"], "isolation": "process"}}
+     "metadata": {"permissions": ["system:exec", "file:read"], "isolation": "process"}}
 )  # fmt: skip
 
 
