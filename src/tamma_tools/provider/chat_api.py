@@ -26,7 +26,7 @@ class ChatTurns:
 
     async def __call__(
         self, body: dict[str, Any], stream: bool
-    ) -> AsyncGenerator[StreamEvent | TurnOutcome, None]:
+    ) -> AsyncGenerator[list[StreamEvent] | TurnOutcome, None]:
         if not stream:
             data = await self.transport.post_json(PATH, body)
             try:
@@ -41,12 +41,14 @@ class ChatTurns:
         pieces = self.transport.stream_bytes(PATH, body)
         try:
             async for piece in pieces:
-                for event in feed(piece):
-                    yield event
+                events = feed(piece)
+                if events:
+                    yield events
                 if acc.done or acc.error is not None:
                     break  # [DONE] or a failed turn: do not wait for the server to close
         finally:
             await pieces.aclose()
-        for event in acc.finish():
-            yield event
+        events = acc.finish()
+        if events:
+            yield events
         yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)

@@ -202,8 +202,9 @@ class _Run:
                         if isinstance(item, TurnOutcome):
                             outcome = item
                         else:
-                            reported = reported or isinstance(item, StreamError)
-                            yield item
+                            for event in item:
+                                reported = reported or isinstance(event, StreamError)
+                                yield event
             except ProviderError as exc:
                 self.error, self.stop_reason = exc, "error"
                 yield StreamError(exc.code, exc.message, {"status": exc.status, "body": exc.body})

@@ -284,7 +284,7 @@ class ResponsesTurns:
 
     async def __call__(
         self, body: dict[str, Any], stream: bool
-    ) -> AsyncGenerator[StreamEvent | TurnOutcome, None]:
+    ) -> AsyncGenerator[list[StreamEvent] | TurnOutcome, None]:
         if not stream:
             data = await self.transport.post_json(PATH, body)
             message, calls, finish_reason, usage, error = message_from_response(data)
@@ -294,12 +294,14 @@ class ResponsesTurns:
         pieces = self.transport.stream_bytes(PATH, body)
         try:
             async for piece in pieces:
-                for event in acc.feed_text(piece):
-                    yield event
+                events = acc.feed_text(piece)
+                if events:
+                    yield events
                 if acc.done:
                     break
         finally:
             await pieces.aclose()
-        for event in acc.finish():
-            yield event
+        events = acc.finish()
+        if events:
+            yield events
         yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)

@@ -28,6 +28,7 @@ class TurnOutcome:
 
 
 Turn: TypeAlias = Callable[
-    [dict[str, Any], bool], AsyncGenerator["StreamEvent | TurnOutcome", None]
+    [dict[str, Any], bool], AsyncGenerator["list[StreamEvent] | TurnOutcome", None]
 ]
-"""``turn(body, stream)``: the events of one request, then exactly one ``TurnOutcome``."""
+"""``turn(body, stream)``: the events of one request in batches (one per body piece, which
+saves a generator hop per event), then exactly one ``TurnOutcome``."""
