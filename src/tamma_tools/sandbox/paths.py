@@ -1,0 +1,751 @@
+"""Path policy: every file access stays beneath an allowed root, decided by the kernel.
+
+Each root is opened once as an ``O_PATH|O_DIRECTORY`` handle and every open is
+``openat2(rootfd, rel, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)``: checking a string and then
+opening it races with symlink swaps (12,253 escapes in 5 s, research/sandbox.md §2.8). Where the
+kernel lacks ``openat2`` a component-by-component ``O_NOFOLLOW`` walk over directory handles
+takes over, resolving symlinks itself and never opening ``..``.
+
+Paths are taken literally (CWE-22/CWE-182): no URL-decoding, no ``~``, no Unicode normalisation,
+no backslash conversion. Block-list patterns are matched **case-insensitively** against both the
+requested (lexically normalised) and the resolved in-root path, so ``docs/../.env``, ``./.env``,
+a symlink to ``.env`` and ``.ENV`` (which *is* ``.env`` on case-insensitive file systems) are
+all refused. Pattern syntax, as in ``.gitignore``: a pattern without ``/`` matches a name at any
+depth (``.env``, ``*.pem``); a pattern with ``/`` is anchored at the root (``secrets/**``);
+``**`` spans directories; a blocked directory blocks everything beneath it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat as stat_mod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Literal, ParamSpec, TypeVar
+
+from tamma_tools.errors import ConfigError, ExecutionError, PathDenied, ResourceLimitExceeded
+from tamma_tools.sandbox._openat2 import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    openat2,
+    openat2_available,
+)
+from tamma_tools.sandbox.config import SandboxConfig
+
+__all__ = [
+    "EntryInfo",
+    "PathKind",
+    "PathMode",
+    "PathPolicy",
+    "ResolvedPath",
+]
+
+PathMode = Literal["read", "write", "list"]
+PathKind = Literal["file", "directory", "symlink", "fifo", "socket", "device", "missing"]
+Resolution = Literal["auto", "openat2", "walk"]
+
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
+
+# Stable rule names: audit records, tests and callers match on these.
+RULE_DISABLED = "path.disabled"
+RULE_EMPTY = "path.empty"
+RULE_NUL = "path.nul_byte"
+RULE_CONTROL = "path.control_character"
+RULE_ENCODING = "path.encoding"
+RULE_TOO_LONG = "path.too_long"
+RULE_OUTSIDE = "path.outside_roots"
+RULE_TRAVERSAL = "path.traversal"
+RULE_SYMLINK_ESCAPE = "path.symlink_escape"
+RULE_SYMLINK_LOOP = "path.symlink_loop"
+RULE_MAGIC_LINK = "path.magic_link"
+RULE_BLOCKED = "path.blocked"
+RULE_NOT_REGULAR = "path.not_regular"
+RULE_NOT_DIRECTORY = "path.not_directory"
+RULE_NOT_FOUND = "path.not_found"
+RULE_HARDLINK = "path.hardlink"
+RULE_OS_REFUSED = "path.os_refused"
+
+MSG_DISABLED = "file access is disabled in this sandbox; no path can be used"
+MSG_EMPTY = "path is empty; give a file or directory path inside the allowed roots: {roots}"
+MSG_NUL = "path {path!r} contains a NUL byte; remove it"
+MSG_CONTROL = "path {path!r} contains a control character; remove it"
+MSG_ENCODING = "path {path!r} is not valid UTF-8 text (lone surrogate); use plain characters"
+MSG_TOO_LONG = (
+    f"path is too long: at most {MAX_PATH_BYTES} bytes in total and {MAX_NAME_BYTES} bytes per "
+    "name; shorten it"
+)
+MSG_OUTSIDE = "path {path!r} is outside the allowed roots; allowed roots are: {roots}"
+MSG_TRAVERSAL = (
+    "path {path!r} climbs above its root with '..'; use a path inside the allowed roots: {roots}"
+)
+MSG_SYMLINK_ESCAPE = (
+    "path {path!r} goes through a symbolic link that points outside the allowed roots (or to a "
+    "missing target); use the real file inside the allowed roots: {roots}"
+)
+MSG_SYMLINK_LOOP = "path {path!r} has too many or looping symbolic links"
+MSG_MAGIC_LINK = "path {path!r} goes through a /proc magic link; such links are never followed"
+MSG_BLOCKED = "path {path!r} is blocked by the sandbox's block list (pattern {pattern!r})"
+MSG_NOT_REGULAR = "path {path!r} is a {kind}, not a regular file; only regular files can be {verb}"
+MSG_NOT_DIRECTORY = "path {path!r} is not a directory; give a directory to list"
+MSG_NOT_FOUND = "path {path!r} does not exist{detail}; list the directory to see what is there"
+MSG_HARDLINK = (
+    "path {path!r} has several hard links; overwriting it could change a file elsewhere, so it "
+    "is refused"
+)
+MSG_OS_REFUSED = "path {path!r} cannot be opened: {reason}"
+MSG_TOO_LARGE = "content is {size} bytes; the limit is {limit} bytes; write less"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_CONTROL = re.compile(r"[\x01-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPath:
+    """Where a path really leads: its root and the symlink-free path below that root."""
+
+    root: Path
+    relative: PurePosixPath
+    kind: PathKind
+
+    @property
+    def absolute(self) -> Path:
+        return self.root / self.relative
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    """One directory entry or stat result, as the built-in tools report it."""
+
+    name: str
+    path: PurePosixPath
+    kind: PathKind
+    size: int
+    mtime: float
+
+
+def _kind(mode: int) -> PathKind:
+    if stat_mod.S_ISREG(mode):
+        return "file"
+    if stat_mod.S_ISDIR(mode):
+        return "directory"
+    if stat_mod.S_ISLNK(mode):
+        return "symlink"
+    if stat_mod.S_ISFIFO(mode):
+        return "fifo"
+    if stat_mod.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate one block-list glob into a regex over a ``/``-joined, casefolded path."""
+    pat = pattern.strip().strip("/").casefold()
+    parts = [p for p in pat.split("/") if p not in ("", ".")]
+    out = "^" if "/" in pat else "^(?:.*/)?"
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out += ".*" if last else "(?:.*/)?"
+            continue
+        out += _glob_part(part) + ("" if last else "/")
+    return re.compile(out + "(?:/.*)?$", re.DOTALL)
+
+
+def _glob_part(part: str) -> str:
+    out, i = "", 0
+    while i < len(part):
+        c = part[i]
+        i += 1
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[" and "]" in part[i + 1 :]:
+            end = part.index("]", i + 1)
+            body = part[i:end]
+            i = end + 1
+            neg = body[:1] in ("!", "^")
+            body = body[1:] if neg else body
+            out += "[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]"
+        else:
+            out += re.escape(c)
+    return out
+
+
+class _Root:
+    __slots__ = ("fd", "parts", "path", "real", "real_parts")
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(os.path.abspath(path))
+        try:
+            self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError(
+                f"allowed path {str(path)!r} is not a usable directory: {exc}"
+            ) from exc
+        self.real = os.path.realpath(self.path)
+        self.parts = [p for p in str(self.path).split("/") if p]
+        self.real_parts = [p for p in self.real.split("/") if p]
+
+
+class PathPolicy:
+    """Decides and performs file access beneath allowed roots (see the module docstring)."""
+
+    def __init__(
+        self,
+        roots: Sequence[Path | str],
+        blocked: Sequence[str] = (),
+        *,
+        enabled: bool = True,
+        resolution: Resolution = "auto",
+    ) -> None:
+        self.enabled = enabled
+        self._roots = [_Root(Path(r)) for r in roots]
+        self._blocked = [(p, _glob_regex(p)) for p in blocked if p.strip().strip("/")]
+        if resolution == "auto":
+            self.uses_openat2 = openat2_available() and os.path.isdir("/proc/self/fd")
+        else:
+            self.uses_openat2 = resolution == "openat2"
+        self._roots_text = ", ".join(str(r.path) for r in self._roots) or "(none)"
+        try:
+            self._proc_dev: int | None = os.stat("/proc").st_dev
+        except OSError:
+            self._proc_dev = None
+
+    @classmethod
+    def from_config(cls, config: SandboxConfig) -> PathPolicy:
+        return cls(
+            config.allowed_paths,
+            config.blocked_paths,
+            enabled=config.enable_file_system_access,
+        )
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return tuple(r.path for r in self._roots)
+
+    def close(self) -> None:
+        for root in self._roots:
+            if root.fd >= 0:
+                os.close(root.fd)
+                root.fd = -1
+
+    def __enter__(self) -> PathPolicy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # --- public operations ----------------------------------------------------------------
+
+    def check_path(self, path: str, mode: PathMode) -> ResolvedPath:
+        """Resolve ``path`` for ``mode`` without changing anything; raise ``PathDenied``."""
+        root, comps = self._locate(path)
+        if mode == "write":
+            pfd, parent, name, st = self._resolve_for_write(root, comps, path)
+            os.close(pfd)
+            kind: PathKind = "missing" if st is None else _kind(st.st_mode)
+            return ResolvedPath(root.path, PurePosixPath(*parent, name), kind)
+        fd, resolved = self._open(root, comps, os.O_PATH, path)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        kind = _kind(st.st_mode)
+        if mode == "list" and kind != "directory":
+            raise self._deny(RULE_NOT_DIRECTORY, MSG_NOT_DIRECTORY, path)
+        if mode == "read" and kind not in ("file", "directory"):
+            raise self._not_regular(path, kind, "read")
+        return ResolvedPath(root.path, PurePosixPath(*resolved), kind)
+
+    def open_file(self, path: str, mode: Literal["read"] = "read") -> int:
+        """Open a regular file for reading; the caller owns (and closes) the returned fd.
+
+        The target is first opened ``O_PATH`` (no side effects, never blocks), checked to be a
+        regular file, then reopened by its resolved path and compared by inode, so a FIFO or a
+        device is never opened for real and a swap in between is caught.
+        """
+        root, comps = self._locate(path)
+        pfd, resolved = self._open(root, comps, os.O_PATH, path)
+        try:
+            first = os.fstat(pfd)
+        finally:
+            os.close(pfd)
+        if not stat_mod.S_ISREG(first.st_mode):
+            raise self._not_regular(path, _kind(first.st_mode), "read")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW
+        fd, _ = self._open(root, resolved, flags, path)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (first.st_dev, first.st_ino) or not stat_mod.S_ISREG(
+            st.st_mode
+        ):
+            os.close(fd)
+            raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+        return fd
+
+    def stat(self, path: str) -> EntryInfo:
+        """Stat the resolved target (in-root symlinks are followed)."""
+        root, comps = self._locate(path)
+        fd, resolved = self._open(root, comps, os.O_PATH, path)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        rel = PurePosixPath(*resolved)
+        return EntryInfo(rel.name, rel, _kind(st.st_mode), st.st_size, st.st_mtime)
+
+    def list_dir(self, path: str = ".", *, max_entries: int = 1000) -> list[EntryInfo]:
+        """Entries of a directory (never following symlinks), blocked names left out.
+
+        At most ``max_entries`` are read (ask for one more to detect truncation); sorted by name.
+        """
+        root, comps = self._locate(path)
+        flags = os.O_RDONLY | os.O_DIRECTORY
+        try:
+            fd, resolved = self._open(root, comps, flags, path)
+        except PathDenied as exc:
+            if exc.details.get("errno") == errno.ENOTDIR:
+                raise self._deny(RULE_NOT_DIRECTORY, MSG_NOT_DIRECTORY, path) from None
+            raise
+        entries: list[EntryInfo] = []
+        try:
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if len(entries) >= max_entries:
+                        break
+                    rel = PurePosixPath(*resolved, entry.name)
+                    if self._blocked_by(rel.parts) is not None:
+                        continue
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed while listing
+                    entries.append(
+                        EntryInfo(entry.name, rel, _kind(st.st_mode), st.st_size, st.st_mtime)
+                    )
+        finally:
+            os.close(fd)
+        entries.sort(key=lambda e: e.name)
+        return entries
+
+    def mkdir(self, path: str, *, parents: bool = False) -> ResolvedPath:
+        """Create a directory beneath its root; with ``parents``, missing parents too."""
+        root, comps = self._locate(path)
+        if not comps:
+            return ResolvedPath(root.path, PurePosixPath("."), "directory")
+        if parents:
+            fd, resolved = self._make_dirs(root, comps, path)
+            os.close(fd)
+            return ResolvedPath(root.path, PurePosixPath(*resolved), "directory")
+        pfd, parent, name, st = self._resolve_for_write(root, comps, path)
+        try:
+            if st is None:
+                self._os(path, os.mkdir, name, 0o755, dir_fd=pfd)
+            elif not stat_mod.S_ISDIR(st.st_mode):
+                raise self._deny(RULE_NOT_DIRECTORY, MSG_NOT_DIRECTORY, path)
+        finally:
+            os.close(pfd)
+        return ResolvedPath(root.path, PurePosixPath(*parent, name), "directory")
+
+    def write_atomic(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        max_bytes: int,
+        append: bool = False,
+        make_parents: bool = False,
+    ) -> ResolvedPath:
+        """Replace (or append to) a file atomically: temp file + ``renameat`` in its directory.
+
+        Readers see the old or the new content, never a partial file; a failure leaves the old
+        file untouched and no temp file behind. Hard-linked targets are refused: renaming over
+        them would be fine, but the caller asked to change *that* file, which is also elsewhere.
+        """
+        if len(data) > max_bytes:
+            raise ResourceLimitExceeded(
+                MSG_TOO_LARGE.format(size=len(data), limit=max_bytes), limit="max_file_size_bytes"
+            )
+        root, comps = self._locate(path)
+        if make_parents and len(comps) > 1:
+            fd, _ = self._make_dirs(root, comps[:-1], path)
+            os.close(fd)
+        pfd, parent, name, st = self._resolve_for_write(root, comps, path)
+        try:
+            if st is not None and st.st_nlink > 1:
+                raise self._deny(RULE_HARDLINK, MSG_HARDLINK, path)
+            old_size = st.st_size if (append and st is not None) else 0
+            if old_size + len(data) > max_bytes:
+                raise ResourceLimitExceeded(
+                    MSG_TOO_LARGE.format(size=old_size + len(data), limit=max_bytes),
+                    limit="max_file_size_bytes",
+                )
+            self._replace(pfd, name, data, st, append, max_bytes, path)
+        finally:
+            os.close(pfd)
+        return ResolvedPath(root.path, PurePosixPath(*parent, name), "file")
+
+    # --- resolution -----------------------------------------------------------------------
+
+    def _locate(self, path: str) -> tuple[_Root, list[str]]:
+        """Validate the literal string and split it into a root and in-root components."""
+        if not self.enabled or not self._roots:
+            raise PathDenied(MSG_DISABLED, rule=RULE_DISABLED, path=path)
+        if not isinstance(path, str) or path == "":
+            raise PathDenied(
+                MSG_EMPTY.format(roots=self._roots_text), rule=RULE_EMPTY, path=str(path)
+            )
+        if "\0" in path:
+            raise self._deny(RULE_NUL, MSG_NUL, path)
+        if _CONTROL.search(path):
+            raise self._deny(RULE_CONTROL, MSG_CONTROL, path)
+        try:
+            raw = path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self._deny(RULE_ENCODING, MSG_ENCODING, path) from None
+        if len(raw) > MAX_PATH_BYTES or any(len(p) > MAX_NAME_BYTES for p in raw.split(b"/")):
+            raise PathDenied(MSG_TOO_LONG, rule=RULE_TOO_LONG, path=path[:200])
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if path.startswith("/"):
+            root, comps = self._root_for_absolute(parts, path)
+        else:
+            root, comps = self._roots[0], parts
+        depth = 0
+        for comp in comps:
+            depth += -1 if comp == ".." else 1
+            if depth < 0:
+                raise self._deny(RULE_TRAVERSAL, MSG_TRAVERSAL, path)
+        return root, comps
+
+    def _root_for_absolute(self, parts: list[str], path: str) -> tuple[_Root, list[str]]:
+        # Component prefix, not string prefix: "/srv/root_evil" is not inside "/srv/root".
+        best: tuple[int, _Root] | None = None
+        for root in self._roots:
+            for rparts in (root.parts, root.real_parts):
+                if parts[: len(rparts)] == rparts and (best is None or len(rparts) > best[0]):
+                    best = (len(rparts), root)
+        if best is None:
+            raise self._deny(RULE_OUTSIDE, MSG_OUTSIDE, path)
+        return best[1], parts[best[0] :]
+
+    def _open(self, root: _Root, comps: list[str], flags: int, path: str) -> tuple[int, list[str]]:
+        """Open ``comps`` beneath ``root``; return the fd and its symlink-free in-root path."""
+        self._refuse_blocked(_normalise(comps), path)  # before any lookup: `.ENV` never probes
+        if not self.uses_openat2:
+            fd, resolved = self._walk(root, comps, flags, path)
+        else:
+            rel = "/".join(comps) or "."
+            try:
+                fd = openat2(root.fd, rel, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.ELOOP):
+                    # The kernel refused; the walk names the reason (escape, loop, magic link).
+                    fd, _ = self._walk(root, comps, flags, path)
+                    os.close(fd)
+                    raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path) from None
+                raise self._os_denial(exc, path) from None
+            resolved = self._in_root(root, fd, path)
+        try:
+            self._refuse_blocked(resolved, path)
+        except PathDenied:
+            os.close(fd)
+            raise
+        return fd, resolved
+
+    def _refuse_blocked(self, parts: Sequence[str], path: str) -> None:
+        blocked = self._blocked_by(parts)
+        if blocked is not None:
+            raise PathDenied(
+                MSG_BLOCKED.format(path=path, pattern=blocked), rule=RULE_BLOCKED, path=path
+            )
+
+    def _in_root(self, root: _Root, fd: int, path: str) -> list[str]:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError as exc:
+            os.close(fd)
+            raise self._os_denial(exc, path) from None
+        parts = [p for p in real.split("/") if p]
+        if parts[: len(root.real_parts)] != root.real_parts or real.endswith(" (deleted)"):
+            os.close(fd)
+            raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+        return parts[len(root.real_parts) :]
+
+    def _walk(self, root: _Root, comps: list[str], flags: int, path: str) -> tuple[int, list[str]]:
+        """The no-``openat2`` fallback: one ``O_NOFOLLOW`` open per component, links by hand.
+
+        ``..`` pops our own stack of directory handles instead of opening ``..``, so a directory
+        moved out of the root mid-walk cannot take us with it. Absolute symlinks count as
+        escapes, as under ``RESOLVE_BENEATH``.
+        """
+        stack = [os.dup(root.fd)]
+        names: list[str] = []
+        queue = collections.deque(comps)
+        hops = 0
+        via_link = False
+        try:
+            while queue:
+                name = queue.popleft()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if not names:
+                        rule, msg = (
+                            (RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE)
+                            if via_link
+                            else (RULE_TRAVERSAL, MSG_TRAVERSAL)
+                        )
+                        raise self._deny(rule, msg, path)
+                    os.close(stack.pop())
+                    names.pop()
+                    continue
+                last = not queue
+                st = self._os(path, os.stat, name, dir_fd=stack[-1], follow_symlinks=False)
+                if stat_mod.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
+                    if self._proc_dev is not None and st.st_dev == self._proc_dev:
+                        raise self._deny(RULE_MAGIC_LINK, MSG_MAGIC_LINK, path)
+                    hops += 1
+                    if hops > MAX_SYMLINK_HOPS:
+                        raise self._deny(RULE_SYMLINK_LOOP, MSG_SYMLINK_LOOP, path)
+                    target = self._os(path, os.readlink, name, dir_fd=stack[-1])
+                    if target.startswith("/"):
+                        raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+                    queue.extendleft(reversed(target.split("/")))
+                    via_link = True
+                    continue
+                if last:
+                    fd = self._os(
+                        path, os.open, name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1]
+                    )
+                    return fd, [*names, name]
+                dflags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                stack.append(self._os(path, os.open, name, dflags, dir_fd=stack[-1]))
+                names.append(name)
+            return self._os(path, os.open, ".", flags | os.O_CLOEXEC, dir_fd=stack[-1]), names
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+    def _resolve_for_write(
+        self, root: _Root, comps: list[str], path: str
+    ) -> tuple[int, list[str], str, os.stat_result | None]:
+        """Parent directory handle, its in-root path, the final name, and the target's stat."""
+        norm = _normalise(comps)
+        if not norm:
+            raise self._not_regular(path, "directory", "written")
+        try:
+            fd, resolved = self._open(root, comps, os.O_PATH, path)
+        except PathDenied as exc:
+            if exc.rule != RULE_NOT_FOUND:
+                raise
+        else:
+            st = os.fstat(fd)
+            os.close(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise self._not_regular(path, _kind(st.st_mode), "written")
+            pfd, parent = self._open(root, resolved[:-1], os.O_PATH | os.O_DIRECTORY, path)
+            return pfd, parent, resolved[-1], st
+        if comps[-1] == "..":
+            raise self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail="")
+        pfd, parent = self._open(root, comps[:-1], os.O_PATH | os.O_DIRECTORY, path)
+        name = comps[-1]
+        try:
+            os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            os.close(pfd)
+            raise self._os_denial(exc, path) from None
+        else:  # a dangling symlink: writing would create its target somewhere we did not check
+            os.close(pfd)
+            raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+        blocked = self._blocked_by([*parent, name])
+        if blocked is not None:
+            os.close(pfd)
+            raise PathDenied(
+                MSG_BLOCKED.format(path=path, pattern=blocked), rule=RULE_BLOCKED, path=path
+            )
+        return pfd, parent, name, None
+
+    def _make_dirs(self, root: _Root, comps: list[str], path: str) -> tuple[int, list[str]]:
+        """Open the longest existing prefix, then create the rest one component at a time."""
+        fd, resolved = self._open(root, [], os.O_PATH | os.O_DIRECTORY, path)
+        for i in range(len(comps), 0, -1):
+            try:
+                nfd, nres = self._open(root, comps[:i], os.O_PATH | os.O_DIRECTORY, path)
+            except PathDenied as exc:
+                if exc.rule == RULE_NOT_FOUND:
+                    continue
+                os.close(fd)
+                raise
+            os.close(fd)
+            fd, resolved, comps = nfd, nres, comps[i:]
+            break
+        try:
+            for name in comps:
+                if name == "..":
+                    raise self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail="")
+                blocked = self._blocked_by([*resolved, name])
+                if blocked is not None:
+                    raise PathDenied(
+                        MSG_BLOCKED.format(path=path, pattern=blocked), rule=RULE_BLOCKED
+                    )
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise self._os_denial(exc, path) from None
+                dflags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                nfd = self._os(path, os.open, name, dflags, dir_fd=fd)
+                os.close(fd)
+                fd, resolved = nfd, [*resolved, name]
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, resolved
+
+    def _replace(
+        self,
+        pfd: int,
+        name: str,
+        data: bytes,
+        st: os.stat_result | None,
+        append: bool,
+        max_bytes: int,
+        path: str,
+    ) -> None:
+        tmp = f".tamma-{secrets.token_hex(8)}.tmp"
+        mode = stat_mod.S_IMODE(st.st_mode) if st is not None else 0o644
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            out = os.open(tmp, flags, mode, dir_fd=pfd)
+        except OSError as exc:
+            raise self._os_denial(exc, path) from None
+        try:
+            try:
+                if st is not None:
+                    os.fchmod(out, mode)
+                if append and st is not None:
+                    self._copy_existing(pfd, name, st, out, max_bytes - len(data), path)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+                os.fsync(out)
+            finally:
+                os.close(out)
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=pfd)
+            if isinstance(exc, OSError):
+                raise ExecutionError(
+                    f"writing {path!r} failed: {exc.strerror}; the file is unchanged",
+                    code="io_error",
+                ) from exc
+            raise
+        try:
+            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _copy_existing(
+        self, pfd: int, name: str, st: os.stat_result, out: int, budget: int, path: str
+    ) -> None:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        src = os.open(name, flags, dir_fd=pfd)
+        try:
+            now = os.fstat(src)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+            copied = 0
+            while chunk := os.read(src, 1 << 20):
+                copied += len(chunk)
+                if copied > budget:
+                    raise ResourceLimitExceeded(
+                        MSG_TOO_LARGE.format(size=copied, limit=budget), limit="max_file_size_bytes"
+                    )
+                os.write(out, chunk)
+        finally:
+            os.close(src)
+
+    # --- denials --------------------------------------------------------------------------
+
+    def _blocked_by(self, parts: Sequence[str]) -> str | None:
+        if not self._blocked or not parts:
+            return None
+        text = "/".join(parts).casefold()
+        for pattern, regex in self._blocked:
+            if regex.match(text):
+                return pattern
+        return None
+
+    def _deny(self, rule: str, template: str, path: str, **extra: object) -> PathDenied:
+        return PathDenied(
+            template.format(path=path, roots=self._roots_text, **extra), rule=rule, path=path
+        )
+
+    def _not_regular(self, path: str, kind: str, verb: str) -> PathDenied:
+        return self._deny(RULE_NOT_REGULAR, MSG_NOT_REGULAR, path, kind=kind, verb=verb)
+
+    def _os_denial(self, exc: OSError, path: str) -> PathDenied:
+        code = exc.errno
+        if code == errno.ENOENT:
+            denial = self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail="")
+        elif code == errno.ENOTDIR:
+            detail = " (a component of it is not a directory)"
+            denial = self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail=detail)
+        elif code == errno.ELOOP:
+            denial = self._deny(RULE_SYMLINK_LOOP, MSG_SYMLINK_LOOP, path)
+        elif code == errno.ENAMETOOLONG:
+            denial = PathDenied(MSG_TOO_LONG, rule=RULE_TOO_LONG, path=path[:200])
+        elif code in (errno.ENXIO, errno.EISDIR, errno.ENODEV):
+            denial = self._not_regular(path, "special file", "opened")
+        else:
+            reason = os.strerror(code) if code else str(exc)
+            denial = self._deny(RULE_OS_REFUSED, MSG_OS_REFUSED, path, reason=reason)
+        denial.details["errno"] = code
+        return denial
+
+    def _os(self, path: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call an ``os`` function; an ``OSError`` becomes the matching ``PathDenied``."""
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            raise self._os_denial(exc, path) from None
+
+
+def _normalise(comps: Sequence[str]) -> list[str]:
+    """Lexical ``..`` collapse (for matching the requested path against the block list)."""
+    out: list[str] = []
+    for comp in comps:
+        if comp == "..":
+            if out:
+                out.pop()
+        elif comp not in ("", "."):
+            out.append(comp)
+    return out
