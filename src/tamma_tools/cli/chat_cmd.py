@@ -16,15 +16,14 @@ async def _turn(
 ) -> list[dict[str, Any]]:
     from tamma_tools.provider import MessageRequest
     from tamma_tools.provider.events import (
-        FinalMessage,
         StreamError,
         TextDelta,
         ToolCallDone,
         ToolResult,
     )
 
-    history = messages
-    async for event in provider.send_message(MessageRequest(messages=messages), context):
+    stream = provider.send_message(MessageRequest(messages=messages), context)
+    async for event in stream:
         if isinstance(event, TextDelta):
             console.print(event.text, end="", soft_wrap=True)
         elif isinstance(event, ToolCallDone):
@@ -37,10 +36,9 @@ async def _turn(
             console.print(f"{mark} {r.to_message()['content'][:200]}", soft_wrap=True)
         elif isinstance(event, StreamError):
             console.print(f"\n[red]error[/] {event.message}")
-        elif isinstance(event, FinalMessage):
-            history = getattr(event, "history", None) or [*messages, event.message]
     console.print()
-    return history
+    # The whole history, tool calls and results included: valid to send with the next prompt.
+    return list(stream.messages)
 
 
 @click.command()
