@@ -22,6 +22,7 @@ Semantics every backend implements (``RedisRateLimiter`` keeps the same ones acr
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -117,9 +118,15 @@ class InMemoryRateLimiter:
                             log.popleft()
                         used = len(log)
                     if used >= limit:
-                        free_in = (
-                            (log[used - limit] + seconds - now) if log and limit > 0 else seconds
-                        )
+                        if log and limit > 0:
+                            frees_at = log[used - limit] + seconds
+                            free_in = frees_at - now
+                            # Round up so that ``now + free_in`` really reaches ``frees_at``:
+                            # a caller who waits exactly the reported time must get in.
+                            while now + free_in < frees_at:
+                                free_in = math.nextafter(free_in, math.inf)
+                        else:
+                            free_in = seconds
                         if free_in > wait:
                             wait = free_in
             if wait >= 0.0:
