@@ -96,6 +96,9 @@ MSG_MAGIC_LINK = "path {path!r} goes through a /proc magic link; such links are 
 MSG_BLOCKED = "path {path!r} is blocked by the sandbox's block list (pattern {pattern!r})"
 MSG_NOT_REGULAR = "path {path!r} is a {kind}, not a regular file; only regular files can be {verb}"
 MSG_NOT_DIRECTORY = "path {path!r} is not a directory; give a directory to list"
+MSG_TRAILING_SLASH = (
+    "path {path!r} ends with '/', which names a directory; remove the trailing '/' for a file"
+)
 MSG_NOT_FOUND = "path {path!r} does not exist{detail}; list the directory to see what is there"
 MSG_HARDLINK = (
     "path {path!r} has several hard links; overwriting it could change a file elsewhere, so it "
@@ -261,6 +264,8 @@ class PathPolicy:
     def check_path(self, path: str, mode: PathMode) -> ResolvedPath:
         """Resolve ``path`` for ``mode`` without changing anything; raise ``PathDenied``."""
         root, comps = self._locate(path)
+        if mode == "write" and path.endswith("/"):
+            raise self._deny(RULE_NOT_DIRECTORY, MSG_TRAILING_SLASH, path)
         if mode == "write":
             pfd, parent, name, st = self._resolve_for_write(root, comps, path)
             os.close(pfd)
@@ -272,6 +277,8 @@ class PathPolicy:
         finally:
             os.close(fd)
         kind = _kind(st.st_mode)
+        if path.endswith("/") and kind != "directory":
+            raise self._deny(RULE_NOT_DIRECTORY, MSG_TRAILING_SLASH, path)
         if mode == "list" and kind != "directory":
             raise self._deny(RULE_NOT_DIRECTORY, MSG_NOT_DIRECTORY, path)
         if mode == "read" and kind not in ("file", "directory"):
@@ -286,6 +293,8 @@ class PathPolicy:
         device is never opened for real and a swap in between is caught.
         """
         root, comps = self._locate(path)
+        if path.endswith("/"):
+            raise self._deny(RULE_NOT_DIRECTORY, MSG_TRAILING_SLASH, path)
         pfd, resolved = self._open(root, comps, os.O_PATH, path)
         try:
             first = os.fstat(pfd)
@@ -387,6 +396,8 @@ class PathPolicy:
                 MSG_TOO_LARGE.format(size=len(data), limit=max_bytes), limit="max_file_size_bytes"
             )
         root, comps = self._locate(path)
+        if path.endswith("/"):
+            raise self._deny(RULE_NOT_DIRECTORY, MSG_TRAILING_SLASH, path)
         if make_parents and len(comps) > 1:
             fd, _ = self._make_dirs(root, comps[:-1], path)
             os.close(fd)
