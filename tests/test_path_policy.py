@@ -171,6 +171,12 @@ def test_outside_message_lists_the_roots(policy: PathPolicy) -> None:
     assert "allowed roots are: " + str(policy.roots[0]) in info.value.message
 
 
+def test_force_fallback_uses_the_walk(tmp_path: Path) -> None:
+    with PathPolicy([build_tree(tmp_path)], force_fallback=True) as pol:
+        assert not pol.uses_openat2
+        assert str(pol.check_path("link_in", "read").relative) == "a.txt"
+
+
 def test_magic_links_are_refused(tmp_path: Path) -> None:
     for mode in MODES:
         with PathPolicy(["/proc/self"], resolution=mode) as pol:  # type: ignore[arg-type]
@@ -219,7 +225,7 @@ def test_disabled_policy_refuses_everything(tmp_path: Path) -> None:
     with PathPolicy([]) as none:
         with pytest.raises(PathDenied) as info:
             none.check_path("a.txt", "read")
-        assert info.value.rule == "path.disabled"
+        assert info.value.rule == "path.no_roots"
 
 
 def test_from_config(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
 # Stable rule names: audit records, tests and callers match on these.
 RULE_DISABLED = "path.disabled"
+RULE_NO_ROOTS = "path.no_roots"
 RULE_EMPTY = "path.empty"
 RULE_NUL = "path.nul_byte"
 RULE_CONTROL = "path.control_character"
@@ -75,6 +76,10 @@ RULE_HARDLINK = "path.hardlink"
 RULE_OS_REFUSED = "path.os_refused"
 
 MSG_DISABLED = "file access is disabled in this sandbox; no path can be used"
+MSG_NO_ROOTS = (
+    "no directory is allowed for file access (SandboxConfig.allowed_paths is empty); "
+    "no path can be used"
+)
 MSG_EMPTY = "path is empty; give a file or directory path inside the allowed roots: {roots}"
 MSG_NUL = "path {path!r} contains a NUL byte; remove it"
 MSG_CONTROL = "path {path!r} contains a control character; remove it"
@@ -212,10 +217,15 @@ class PathPolicy:
         *,
         enabled: bool = True,
         resolution: Resolution = "auto",
+        force_fallback: bool = False,
     ) -> None:
+        """``resolution="walk"`` (or ``force_fallback=True``) uses the component walk even where
+        ``openat2`` exists: for tests and for kernels whose seccomp profile breaks it oddly."""
         self.enabled = enabled
         self._roots = [_Root(Path(r)) for r in roots]
         self._blocked = [(p, _glob_regex(p)) for p in blocked if p.strip().strip("/")]
+        if force_fallback:
+            resolution = "walk"
         if resolution == "auto":
             self.uses_openat2 = openat2_available() and os.path.isdir("/proc/self/fd")
         else:
@@ -420,8 +430,10 @@ class PathPolicy:
 
     def _locate(self, path: str) -> tuple[_Root, list[str]]:
         """Validate the literal string and split it into a root and in-root components."""
-        if not self.enabled or not self._roots:
+        if not self.enabled:
             raise PathDenied(MSG_DISABLED, rule=RULE_DISABLED, path=path)
+        if not self._roots:
+            raise PathDenied(MSG_NO_ROOTS, rule=RULE_NO_ROOTS, path=path)
         if not isinstance(path, str) or path == "":
             raise PathDenied(
                 MSG_EMPTY.format(roots=self._roots_text), rule=RULE_EMPTY, path=str(path)
