@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -45,6 +45,9 @@ for entry in (str(BENCH_DIR), str(REPO_ROOT)):
         sys.path.insert(0, entry)
 
 from _load_worker import FREE_TOOL, LIMITED_TOOL, USER_ID  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 READY_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 300.0
@@ -104,10 +107,10 @@ class LoadResult:
         return next((w for w in self.workers if w.killed), None)
 
 
-def postgres_url(server: Any) -> str:
+def postgres_url(server: PostgresServer) -> str:
     """A fresh database on ``server`` (``tests/support/postgres.py``) as a ``postgresql://`` URL:
     the form ``open_audit_log`` and the ``[audit] url`` setting take (socket dir as ``host``)."""
-    dsn: str = server.new_database()
+    dsn = server.new_database()
     dbname = dsn.rsplit("dbname=", 1)[1]
     return (
         f"postgresql://{quote(server.user)}@/{dbname}"

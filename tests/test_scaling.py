@@ -1,0 +1,161 @@
+"""Many processes, one policy: a shared Redis limit and one PostgreSQL audit chain across writers.
+
+A small run of ``benchmarks/load_test.py`` (4 worker processes x 200 calls, 100 calls/min allowed
+for the caller they share, one worker SIGKILLed halfway) against real servers started from the
+system's binaries; skipped without them, failed in CI (``TAMMA_TOOLS_REQUIRE_SERVICES=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tamma_tools.events import CallRecord
+from tamma_tools.observability import open_audit_log
+from tamma_tools.types import CallerContext
+from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.services import redis_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from load_test import LoadResult, postgres_url, run_load
+
+__all__ = ["postgres_server"]  # re-exported fixture
+
+PROCESSES, CALLS, LIMIT = 4, 200, 100
+
+
+@pytest.fixture(scope="module")
+def audit_url(postgres_server: PostgresServer) -> str:
+    return postgres_url(postgres_server)
+
+
+@pytest.fixture(scope="module")
+def load(audit_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadResult]:
+    with redis_server() as redis:
+        yield run_load(
+            redis.url, audit_url, processes=PROCESSES, calls=CALLS, limit=LIMIT, kill=True,
+            workdir=tmp_path_factory.mktemp("load"),
+        )  # fmt: skip
+
+
+def test_exactly_the_limit_is_admitted_across_processes(load: LoadResult) -> None:
+    assert load.redis_admitted == LIMIT
+    returned = sum(w.admitted for w in load.workers)
+    # The killed worker may have been admitted for the one call it had in flight.
+    assert LIMIT - 1 <= returned <= LIMIT
+    # Every worker got a share: the limit is shared, not per process.
+    assert sum(1 for w in load.survivors if w.admitted > 0) >= 2
+    for w in load.survivors:
+        assert w.report is not None and w.report["limiter_errors"] == 0
+        refused = sum(1 for _tool, outcome in w.ledger.values() if outcome == "rate_limited")
+        assert w.admitted + refused == CALLS // 2  # every limited call was decided, none failed
+
+
+def test_every_survivor_decision_is_in_the_shared_log(load: LoadResult) -> None:
+    assert [w.index for w in load.survivors] == [0, 1, 2]
+    for w in load.survivors:
+        assert len(w.ledger) == CALLS
+        assert w.audited == w.ledger  # same call ids, tools and outcomes
+        assert w.report is not None and w.report["audit_written"] == CALLS
+
+
+def test_the_killed_worker_lost_only_what_was_not_committed(load: LoadResult) -> None:
+    victim = load.victim
+    assert victim is not None and victim.report is None
+    assert CALLS // 2 <= len(victim.ledger) < CALLS
+    # Its rows are decisions it made (plus at most the one in flight), never invented or altered.
+    assert len(set(victim.audited) - set(victim.ledger)) <= 1
+    assert victim.mismatched == []
+    # What it lost is a tail: the rows that made it are its oldest decisions.
+    numbers = sorted(int(c.split("-")[1]) for c in victim.audited)
+    assert numbers == list(range(len(numbers)))
+
+
+def test_chain_verifies_after_concurrent_writers_and_a_kill(load: LoadResult) -> None:
+    assert load.failures == []
+    assert load.chain_ok and load.chain_checked == load.audit_rows
+    assert load.audit_rows == sum(len(w.audited) for w in load.workers)
+
+
+def test_an_edited_row_is_reported_at_that_row(load: LoadResult, audit_url: str) -> None:
+    import psycopg
+
+    # Tamper with a copy so the other tests keep the untouched log.
+    with psycopg.connect(audit_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS tampered")
+        conn.execute("CREATE TABLE tampered AS SELECT * FROM tamma_audit")
+        target = load.audit_rows // 2
+        conn.execute(
+            "UPDATE tampered SET outcome = 'executed', args_preview = '{}' WHERE seq = %s",
+            (target,),
+        )
+    log = open_audit_log(audit_url, table="tampered")
+    try:
+        report = log.verify()
+    finally:
+        log.close()
+    assert (report.ok, report.first_bad_seq, report.checked) == (False, target, target - 1)
+    assert report.reason == "row content does not match its hash"
+
+
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time, psycopg
+    conn = psycopg.connect(sys.argv[1])
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (int(sys.argv[2]),))
+    conn.execute("INSERT INTO tamma_audit (seq, ts, call_id, tool, user_id, roles, outcome, "
+                 "repairs, args_preview, args_sha256, duration_ms, result_size, isolation, "
+                 "sandbox_layers, prev_hash, hash) SELECT max(seq) + 1, 0, 'half', 't', 'u', "
+                 "'[]', 'executed', '[]', '{}', '', 0, 0, 'in_process', '[]', '', '' "
+                 "FROM tamma_audit")
+    print("locked", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_writer_killed_inside_its_append_leaves_no_lock_and_no_row(
+    postgres_server: PostgresServer,
+) -> None:
+    """A writer SIGKILLed while it holds the append lock with a half-written batch: the server
+    rolls its transaction back and frees the lock, and the other writers carry on the chain."""
+    url = postgres_url(postgres_server)
+    ctx = CallerContext(user_id="u")
+    from tamma_tools.observability.audit_postgres import PostgresAuditLog
+
+    log = open_audit_log(url)
+    assert isinstance(log, PostgresAuditLog)  # a postgresql:// URL picks the shared backend
+    try:
+        for i in range(5):
+            log.record(CallRecord(f"before-{i}", "t", "executed", ctx, "{}", time.time()))
+        assert log.flush()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, url, str(log.lock_key)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+            log.record(CallRecord("after", "t", "executed", ctx, "{}", time.time()))
+            assert not log.flush(timeout=0.5)  # queued behind the lock, not lost, not forked
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(timeout=10)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait(timeout=10)
+        assert log.flush(timeout=30)
+        rows = log.query()
+        assert [r.call_id for r in rows] == [*(f"before-{i}" for i in range(5)), "after"]
+        report = log.verify()
+        assert report.ok and report.checked == 6
+    finally:
+        log.close()
