@@ -114,7 +114,7 @@ MSG_BLOCKED = "domain {host!r} is blocked by the sandbox policy (rule {rule!r})"
 MSG_NOT_ALLOWED = "domain {host!r} is not in the allowed domains; allowed domains are: {allowed}"
 MSG_METADATA = "{host!r} is a cloud metadata endpoint; it is never reachable from tools"
 MSG_PRIVATE = (
-    "{host!r} resolves to {address}, a private, loopback, link-local or reserved address; "
+    "{host!r} is or resolves to {address}, a private, loopback, link-local or reserved address; "
     "only public internet addresses may be fetched"
 )
 MSG_UNRESOLVABLE = "host {host!r} could not be resolved: {reason}"
@@ -246,10 +246,6 @@ class NetworkPolicy:
                 MSG_INVALID.format(url=url, reason="the host is empty or malformed"),
                 rule="network.invalid_url",
             )
-        port = parsed.port or (443 if scheme == "https" else 80)
-        if port not in self.allowed_ports:
-            ports = ", ".join(map(str, self.allowed_ports)) or "(none)"
-            raise NetworkDenied(MSG_PORT.format(port=port, ports=ports), rule="network.port")
         literal = _ip_literal(host)
         if literal is not None:
             host = str(literal)
@@ -258,6 +254,12 @@ class NetworkPolicy:
             or _matches(host, tuple(METADATA_HOSTS)) == "metadata.google.internal"
         ):
             raise NetworkDenied(MSG_METADATA.format(host=host), rule="network.metadata_host")
+        if literal is not None:
+            self._check_metadata(host, literal)
+        port = parsed.port if parsed.port is not None else (443 if scheme == "https" else 80)
+        if port not in self.allowed_ports:
+            ports = ", ".join(map(str, self.allowed_ports)) or "(none)"
+            raise NetworkDenied(MSG_PORT.format(port=port, ports=ports), rule="network.port")
         blocked = _matches(host, self.blocked_domains)
         if blocked is not None:
             raise NetworkDenied(
@@ -292,6 +294,8 @@ class NetworkPolicy:
             raise NetworkDenied(
                 MSG_INVALID.format(url=url, reason=str(exc)), rule="network.invalid_url"
             ) from None
+        if parsed.scheme and parsed.scheme not in ("http", "https"):
+            raise NetworkDenied(MSG_SCHEME.format(scheme=parsed.scheme), rule="network.scheme")
         if not parsed.is_absolute_url:
             raise NetworkDenied(
                 MSG_INVALID.format(url=url, reason="give a full URL such as https://example.com/"),
@@ -324,10 +328,14 @@ class NetworkPolicy:
             )
         return list(dict.fromkeys(out))
 
-    def _check_address(self, host: str, ip: IPAddress) -> None:
+    @staticmethod
+    def _check_metadata(host: str, ip: IPAddress) -> None:
         inner = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
         if ip in METADATA_ADDRESSES or inner in METADATA_ADDRESSES:
             raise NetworkDenied(MSG_METADATA.format(host=host), rule="network.metadata_host")
+
+    def _check_address(self, host: str, ip: IPAddress) -> None:
+        self._check_metadata(host, ip)
         if self.allow_private_networks_for_testing:
             return
         if not address_is_public(ip):
