@@ -163,6 +163,8 @@ def address_is_public(address: str | IPAddress) -> bool:
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # the kernel dials the IPv4 address itself
+            return address_is_public(ip.ipv4_mapped)
         inner = _embedded_ipv4(ip)
         if inner is not None and not address_is_public(inner):
             return False
