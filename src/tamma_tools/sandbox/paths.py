@@ -7,17 +7,13 @@ kernel lacks ``openat2`` a component-by-component ``O_NOFOLLOW`` walk over direc
 takes over, resolving symlinks itself and never opening ``..``.
 
 Paths are taken literally (CWE-22/CWE-182): no URL-decoding, no ``~``, no Unicode normalisation,
-no backslash conversion. Block-list patterns are matched **case-insensitively** against both the
-requested (lexically normalised) and the resolved in-root path, so ``docs/../.env``, ``./.env``,
-a symlink to ``.env`` and ``.ENV`` (which *is* ``.env`` on case-insensitive file systems) are
-all refused. Pattern syntax, as in ``.gitignore``: a pattern without ``/`` matches a name at any
-depth (``.env``, ``*.pem``); a pattern with ``/`` is anchored at the root (``secrets/**``);
-``**`` spans directories; a blocked directory blocks everything beneath it.
+no backslash conversion. Block-list patterns (``_blocklist.py``: ``.gitignore`` syntax, matched
+case-insensitively) apply to both the requested (lexically normalised) and the resolved in-root
+path, so ``docs/../.env``, ``./.env``, ``.ENV`` and a symlink to ``.env`` are all refused.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import os
@@ -31,11 +27,14 @@ from types import TracebackType
 from typing import Literal, ParamSpec, TypeVar
 
 from tamma_tools.errors import ConfigError, ExecutionError, PathDenied, ResourceLimitExceeded
+from tamma_tools.sandbox._blocklist import Blocklist, normalise_components
 from tamma_tools.sandbox._openat2 import (
     RESOLVE_BENEATH,
     RESOLVE_NO_MAGICLINKS,
+    BeneathRefused,
     openat2,
     openat2_available,
+    walk_beneath,
 )
 from tamma_tools.sandbox.config import SandboxConfig
 
@@ -53,7 +52,6 @@ Resolution = Literal["auto", "openat2", "walk"]
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
 # Stable rule names: audit records, tests and callers match on these.
 RULE_DISABLED = "path.disabled"
@@ -112,6 +110,13 @@ MSG_HARDLINK = (
 MSG_OS_REFUSED = "path {path!r} cannot be opened: {reason}"
 MSG_TOO_LARGE = "content is {size} bytes; the limit is {limit} bytes; write less"
 
+_WALK_RULES = {
+    "traversal": (RULE_TRAVERSAL, MSG_TRAVERSAL),
+    "symlink_escape": (RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE),
+    "magic_link": (RULE_MAGIC_LINK, MSG_MAGIC_LINK),
+    "symlink_loop": (RULE_SYMLINK_LOOP, MSG_SYMLINK_LOOP),
+}
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -156,41 +161,6 @@ def _kind(mode: int) -> PathKind:
     return "device"
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate one block-list glob into a regex over a ``/``-joined, casefolded path."""
-    pat = pattern.strip().strip("/").casefold()
-    parts = [p for p in pat.split("/") if p not in ("", ".")]
-    out = "^" if "/" in pat else "^(?:.*/)?"
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part == "**":
-            out += ".*" if last else "(?:.*/)?"
-            continue
-        out += _glob_part(part) + ("" if last else "/")
-    return re.compile(out + "(?:/.*)?$", re.DOTALL)
-
-
-def _glob_part(part: str) -> str:
-    out, i = "", 0
-    while i < len(part):
-        c = part[i]
-        i += 1
-        if c == "*":
-            out += "[^/]*"
-        elif c == "?":
-            out += "[^/]"
-        elif c == "[" and "]" in part[i + 1 :]:
-            end = part.index("]", i + 1)
-            body = part[i:end]
-            i = end + 1
-            neg = body[:1] in ("!", "^")
-            body = body[1:] if neg else body
-            out += "[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]"
-        else:
-            out += re.escape(c)
-    return out
-
-
 class _Root:
     __slots__ = ("fd", "parts", "path", "real", "real_parts")
 
@@ -223,7 +193,7 @@ class PathPolicy:
         ``openat2`` exists: for tests and for kernels whose seccomp profile breaks it oddly."""
         self.enabled = enabled
         self._roots = [_Root(Path(r)) for r in roots]
-        self._blocked = [(p, _glob_regex(p)) for p in blocked if p.strip().strip("/")]
+        self._blocklist = Blocklist(blocked)
         if force_fallback:
             resolution = "walk"
         if resolution == "auto":
@@ -473,7 +443,9 @@ class PathPolicy:
 
     def _open(self, root: _Root, comps: list[str], flags: int, path: str) -> tuple[int, list[str]]:
         """Open ``comps`` beneath ``root``; return the fd and its symlink-free in-root path."""
-        self._refuse_blocked(_normalise(comps), path)  # before any lookup: `.ENV` never probes
+        self._refuse_blocked(
+            normalise_components(comps), path
+        )  # before any lookup: `.ENV` never probes
         if not self.uses_openat2:
             fd, resolved = self._walk(root, comps, flags, path)
         else:
@@ -515,65 +487,20 @@ class PathPolicy:
         return parts[len(root.real_parts) :]
 
     def _walk(self, root: _Root, comps: list[str], flags: int, path: str) -> tuple[int, list[str]]:
-        """The no-``openat2`` fallback: one ``O_NOFOLLOW`` open per component, links by hand.
-
-        ``..`` pops our own stack of directory handles instead of opening ``..``, so a directory
-        moved out of the root mid-walk cannot take us with it. Absolute symlinks count as
-        escapes, as under ``RESOLVE_BENEATH``.
-        """
-        stack = [os.dup(root.fd)]
-        names: list[str] = []
-        queue = collections.deque(comps)
-        hops = 0
-        via_link = False
+        """The no-``openat2`` fallback (``walk_beneath``), its refusals named as rules."""
         try:
-            while queue:
-                name = queue.popleft()
-                if name in ("", "."):
-                    continue
-                if name == "..":
-                    if not names:
-                        rule, msg = (
-                            (RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE)
-                            if via_link
-                            else (RULE_TRAVERSAL, MSG_TRAVERSAL)
-                        )
-                        raise self._deny(rule, msg, path)
-                    os.close(stack.pop())
-                    names.pop()
-                    continue
-                last = not queue
-                st = self._os(path, os.stat, name, dir_fd=stack[-1], follow_symlinks=False)
-                if stat_mod.S_ISLNK(st.st_mode) and not (last and flags & os.O_NOFOLLOW):
-                    if self._proc_dev is not None and st.st_dev == self._proc_dev:
-                        raise self._deny(RULE_MAGIC_LINK, MSG_MAGIC_LINK, path)
-                    hops += 1
-                    if hops > MAX_SYMLINK_HOPS:
-                        raise self._deny(RULE_SYMLINK_LOOP, MSG_SYMLINK_LOOP, path)
-                    target = self._os(path, os.readlink, name, dir_fd=stack[-1])
-                    if target.startswith("/"):
-                        raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
-                    queue.extendleft(reversed(target.split("/")))
-                    via_link = True
-                    continue
-                if last:
-                    fd = self._os(
-                        path, os.open, name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1]
-                    )
-                    return fd, [*names, name]
-                dflags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-                stack.append(self._os(path, os.open, name, dflags, dir_fd=stack[-1]))
-                names.append(name)
-            return self._os(path, os.open, ".", flags | os.O_CLOEXEC, dir_fd=stack[-1]), names
-        finally:
-            for fd in stack:
-                os.close(fd)
+            return walk_beneath(root.fd, comps, flags, proc_dev=self._proc_dev)
+        except BeneathRefused as exc:
+            rule, template = _WALK_RULES[exc.reason]
+            raise self._deny(rule, template, path) from None
+        except OSError as exc:
+            raise self._os_denial(exc, path) from None
 
     def _resolve_for_write(
         self, root: _Root, comps: list[str], path: str
     ) -> tuple[int, list[str], str, os.stat_result | None]:
         """Parent directory handle, its in-root path, the final name, and the target's stat."""
-        norm = _normalise(comps)
+        norm = normalise_components(comps)
         if not norm:
             raise self._not_regular(path, "directory", "written")
         try:
@@ -719,13 +646,7 @@ class PathPolicy:
     # --- denials --------------------------------------------------------------------------
 
     def _blocked_by(self, parts: Sequence[str]) -> str | None:
-        if not self._blocked or not parts:
-            return None
-        text = "/".join(parts).casefold()
-        for pattern, regex in self._blocked:
-            if regex.match(text):
-                return pattern
-        return None
+        return self._blocklist.match(parts)
 
     def _deny(self, rule: str, template: str, path: str, **extra: object) -> PathDenied:
         return PathDenied(
@@ -760,15 +681,3 @@ class PathPolicy:
             return fn(*args, **kwargs)
         except OSError as exc:
             raise self._os_denial(exc, path) from None
-
-
-def _normalise(comps: Sequence[str]) -> list[str]:
-    """Lexical ``..`` collapse (for matching the requested path against the block list)."""
-    out: list[str] = []
-    for comp in comps:
-        if comp == "..":
-            if out:
-                out.pop()
-        elif comp not in ("", "."):
-            out.append(comp)
-    return out
