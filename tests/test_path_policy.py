@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tamma_tools.errors import PathDenied, ResourceLimitExceeded
 from tamma_tools.sandbox import paths as P
+from tamma_tools.sandbox._blocklist import Blocklist
 from tamma_tools.sandbox._openat2 import openat2_available
 from tamma_tools.sandbox.config import SandboxConfig
 from tamma_tools.sandbox.paths import PathPolicy
@@ -411,3 +412,42 @@ def test_any_path_resolves_inside_root_or_is_denied(
     real = os.path.realpath(resolved.absolute)
     assert real == root_real or real.startswith(root_real + os.sep)
     assert ".." not in resolved.relative.parts
+
+
+# --- block-list globs ----------------------------------------------------------------------
+
+GLOB_CASES = [
+    (".env", ".env", True),
+    (".env", "a/b/.env", True),
+    (".env", ".env/inner", True),  # a blocked directory blocks its contents
+    (".env", ".envrc", False),
+    ("**/.env", "deep/er/.env", True),
+    ("**/.env", ".env", True),
+    ("secrets/**", "secrets/x", True),
+    ("secrets/**", "other/secrets/x", False),  # anchored: has a "/"
+    ("/secrets", "secrets/a/b", True),
+    ("*.pem", "keys/server.PEM", True),
+    ("*.pem", "pem", False),
+    ("id_[rd]sa", "home/id_rsa", True),
+    ("id_[!rd]sa", "home/id_rsa", False),
+    ("?.key", "a.key", True),
+    ("?.key", "ab.key", False),
+    ("a/**/z", "a/z", True),
+    ("a/**/z", "a/b/c/z", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "blocked"), GLOB_CASES)
+def test_block_list_glob_semantics(pattern: str, path: str, blocked: bool) -> None:
+    assert (Blocklist([pattern]).match(path.split("/")) is not None) is blocked
+
+
+_NAMES = st.sampled_from([".env", ".ENV", "a", "b.txt", "secrets", "x.pem", ".envx", "é"])
+
+
+@given(parts=st.lists(_NAMES, min_size=1, max_size=6))
+def test_unanchored_pattern_blocks_a_name_at_any_depth(parts: list[str]) -> None:
+    hit = Blocklist([".env"]).match(parts) is not None
+    assert hit == any(p.casefold() == ".env" for p in parts)
+    anchored = Blocklist(["secrets/**"]).match(parts) is not None
+    assert anchored == (parts[0] == "secrets" and len(parts) > 1)
