@@ -393,3 +393,31 @@ def test_sync_wrappers_work_without_an_event_loop(manager: FunctionCallingManage
 async def test_sync_wrapper_inside_a_loop_says_what_to_do(manager: FunctionCallingManager) -> None:
     with pytest.raises(RuntimeError, match="await the async method"):
         manager.execute_function_call_sync(call({"city": "Lima", "days": 1}))
+
+
+async def test_strict_tools_accept_omitted_nullable_fields_as_null() -> None:
+    # Servers that ignore ``strict`` (Ollama, vLLM) leave optional fields out; a strict model
+    # would have sent null for them, so the manager fills them in.
+    mgr = FunctionCallingManager()
+    seen: list[dict[str, Any]] = []
+
+    async def read(path: str, max_bytes: int | None) -> str:
+        seen.append({"path": path, "max_bytes": max_bytes})
+        return "ok"
+
+    schema = {
+        "type": "object",
+        "properties": {"path": {"type": "string"}, "max_bytes": {"type": ["integer", "null"]}},
+        "required": ["path", "max_bytes"],
+        "additionalProperties": False,
+    }
+    defn = ToolDefinition.model_validate(
+        {"function": {"name": "read", "parameters": schema, "strict": True},
+         "metadata": {"isolation": "in_process"}}
+    )  # fmt: skip
+    mgr.register_tool(defn, read)
+    assert (await mgr.execute_function_call(call({"path": "a"}, name="read"))).success
+    assert seen == [{"path": "a", "max_bytes": None}]
+    # A missing non-nullable field is still an error.
+    missing = await mgr.execute_function_call(call({"max_bytes": 1}, name="read"))
+    assert missing.error_code == "schema_violation" and "path" in (missing.error or "")

@@ -264,7 +264,7 @@ class FunctionCallingManager:
                 complete_truncated=prep.read_only,
             )
             arguments = parsed.value
-            if not prep.validator.is_valid(arguments):
+            if not prep.validator.is_valid(arguments) and not self._fill_nulls(prep, arguments):
                 issues = prep.validator.errors(arguments)
                 detail = "; ".join(f"{i.path}: {i.message}" for i in issues)
                 raise ArgumentValidationError(
@@ -295,6 +295,19 @@ class FunctionCallingManager:
                         "earlier results or answer the user",
                     )
         return arguments, parsed.repairs
+
+    @staticmethod
+    def _fill_nulls(prep: Prepared, arguments: dict[str, Any]) -> bool:
+        """For a strict tool, send null for omitted optional fields (see ``Prepared``);
+        True when that makes the arguments valid."""
+        missing = [name for name in prep.nullable_required if name not in arguments]
+        if not missing:
+            return False
+        filled = {**arguments, **dict.fromkeys(missing)}
+        if not prep.validator.is_valid(filled):
+            return False
+        arguments.update(filled)
+        return True
 
     async def _admit_and_execute(
         self,

@@ -69,6 +69,7 @@ class Prepared:
         "isolation",
         "max_output_bytes",
         "name",
+        "nullable_required",
         "permissions",
         "read_only",
         "requires_approval",
@@ -91,6 +92,7 @@ class Prepared:
         self.context_param: str | None = entry.context_param
         self.validator: ArgumentsValidator = compile_validator(params)
         self.has_params = bool(params and params.get("properties"))
+        self.nullable_required = _nullable_required(params) if defn.function.strict else ()
         self.permissions = frozenset(meta.permissions)
         self.windows = meta.rate_limit.windows() if meta.rate_limit else []
         self.requires_approval = meta.requires_approval
@@ -107,3 +109,25 @@ class Prepared:
             for b in (config.max_output_bytes, meta.max_output_bytes, sandbox.max_output_bytes)
             if b is not None
         )
+
+
+def _admits_null(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(_admits_null(branch) for branch in schema.get("anyOf") or ())
+
+
+def _nullable_required(params: dict[str, Any] | None) -> tuple[str, ...]:
+    """Top-level required properties of a strict schema that may be null.
+
+    In strict mode "optional" is spelled required-and-nullable, and OpenAI's models always send
+    such fields. Other servers (Ollama, vLLM, ...) ignore ``strict`` and leave them out; the
+    manager then fills them with null, which is exactly what a strict model would have sent.
+    """
+    if not params:
+        return ()
+    props = params.get("properties") or {}
+    return tuple(name for name in params.get("required") or () if _admits_null(props.get(name)))
