@@ -11,6 +11,7 @@ from tamma_tools.builtin.files import (
     LIST_FILES_DEFINITION,
     READ_FILE_DEFINITION,
     WRITE_FILE_DEFINITION,
+    content_budget,
     file_tools,
 )
 from tamma_tools.builtin.http import HTTP_REQUEST_DEFINITION, http_request_tool
@@ -79,7 +80,7 @@ def register_builtin_tools(
         tools.append(
             http_request_tool(
                 policy,
-                max_response_bytes=cfg.max_output_bytes,
+                max_response_bytes=content_budget(cfg),
                 max_body_bytes=cfg.max_file_size_bytes,
             )
         )

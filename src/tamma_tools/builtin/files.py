@@ -28,6 +28,7 @@ __all__ = [
     "LIST_FILES_DEFINITION",
     "READ_FILE_DEFINITION",
     "WRITE_FILE_DEFINITION",
+    "content_budget",
     "file_tools",
     "looks_binary",
 ]
@@ -181,6 +182,15 @@ LIST_FILES_DEFINITION = ToolDefinition.model_validate(
 )
 
 
+def content_budget(config: SandboxConfig) -> int:
+    """Bytes of file or response content one result may carry.
+
+    Three quarters of ``max_output_bytes``: the rest is room for the JSON envelope and escaping,
+    so the manager's output cap never has to cut a result in the middle of its JSON.
+    """
+    return max(1024, config.max_output_bytes * 3 // 4)
+
+
 def looks_binary(data: bytes) -> bool:
     """NUL bytes, or a high share of invalid UTF-8, in the first 8 KiB."""
     sample = data[:BINARY_SAMPLE_BYTES]
@@ -237,7 +247,7 @@ def file_tools(
 ) -> list[tuple[ToolDefinition, Callable[..., Awaitable[dict[str, Any]]]]]:
     """``read_file``, ``write_file`` and ``list_files`` bound to ``policy`` and ``config``."""
     cfg = config or SandboxConfig()
-    max_read = cfg.max_output_bytes
+    max_read = content_budget(cfg)
     default_read = min(DEFAULT_READ_BYTES, max_read)
 
     async def read_file(
