@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -74,18 +75,21 @@ async def run_demo(workdir: Path, *, show: bool = True) -> dict[str, Any]:
             if isinstance(event, ToolCallDone):
                 calls[event.call.id] = event.call
                 if show:
-                    console.print(f"  [cyan]model asks[/] {event.call.function.name}"
-                                  f"({_describe_args(event.call.function.arguments)})")  # fmt: skip
+                    args = escape(_describe_args(event.call.function.arguments))
+                    console.print(f"  [cyan]model asks[/] {event.call.function.name}({args})",
+                                  soft_wrap=True)  # fmt: skip
             elif isinstance(event, ToolResult):
                 r = event.result
                 results.append(r)
                 if show:
                     if r.success:
-                        text = r.to_message()["content"].replace("\n", " ")
-                        console.print(f"  [green]executed[/] {r.function_name}: {text[:90]}")
+                        text = escape(" ".join(r.to_message()["content"].split())[:80])
+                        console.print(f"  [green]executed[/] {r.function_name}: {text}...",
+                                      soft_wrap=True)  # fmt: skip
                     else:
-                        console.print(f"  [red]refused [/] {r.function_name}: "
-                                      f"[{r.error_code}] {r.error}", soft_wrap=True)  # fmt: skip
+                        why = escape(f"[{r.error_code}] {r.error}")
+                        console.print(f"  [red]refused [/] {r.function_name}: {why}",
+                                      soft_wrap=True)  # fmt: skip
             elif isinstance(event, TextDelta):
                 final_text += event.text
             elif isinstance(event, FinalMessage):
@@ -122,7 +126,9 @@ def demo(state: State, keep: bool) -> None:
     console.print(f"workspace: {tmp / 'workspace'} (files: {', '.join(WORKSPACE_FILES)})\n")
     console.print("[bold]turn 1[/]: the model asks for 5 tools in parallel")
     outcome = asyncio.run(run_demo(tmp))
-    console.print(f"\n[bold]turn 2[/]: final answer\n  {outcome['final']}\n")
+    console.print(
+        f"\n[bold]turn 2[/]: final answer\n  {escape(outcome['final'])}\n", soft_wrap=True
+    )
     table = Table(title="audit log summary")
     table.add_column("outcome")
     table.add_column("records", justify="right")
