@@ -171,8 +171,6 @@ def test_a_writer_killed_inside_its_append_leaves_no_lock_and_no_row(
 # every call, fail-open admits every call unlimited, and threads can hang for good on a lock
 # bound to another loop. Fix: one client per running loop (see the scaling report).
 
-LOOP_BUG = "RedisRateLimiter shares one redis.asyncio client across event loops"
-
 THREADS_SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
@@ -199,7 +197,6 @@ THREADS_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LOOP_BUG)
 def test_the_limiter_works_on_a_second_event_loop() -> None:
     import asyncio
 
@@ -213,7 +210,6 @@ def test_the_limiter_works_on_a_second_event_loop() -> None:
         assert limiter.backend_errors == 0
 
 
-@pytest.mark.xfail(strict=True, reason=LOOP_BUG)
 def test_the_sync_api_from_several_threads_shares_the_limit() -> None:
     bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
     with redis_server() as redis:

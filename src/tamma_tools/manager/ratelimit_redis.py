@@ -12,7 +12,9 @@ counted in ``backend_errors`` (and in metrics when an ``on_backend_error`` callb
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -80,20 +82,40 @@ class RedisRateLimiter:
         on_failure: FailurePolicy = "fail_closed",
         on_backend_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        if isinstance(client, str):
-            from redis.asyncio import Redis as _Redis
-
-            resolved: Redis = _Redis.from_url(client, socket_timeout=2, socket_connect_timeout=2)
-        else:
-            resolved = client
         if on_failure not in ("fail_closed", "fail_open"):
             raise ValueError(f"on_failure must be 'fail_closed' or 'fail_open', got {on_failure!r}")
-        self.client: Redis = resolved
+        # A redis.asyncio client belongs to the event loop it first ran on. Given a URL, one
+        # client is made per loop, so sync callers (a loop per thread) and ``asyncio.run`` per
+        # request work; a client passed in is used as is, on its own loop.
+        self._url = client if isinstance(client, str) else None
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Redis, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._fixed: tuple[Redis, Any] | None = None
+        if not isinstance(client, str):
+            self._fixed = (client, client.register_script(_LUA))
         self.prefix = prefix
         self.on_failure: FailurePolicy = on_failure
         self.on_backend_error = on_backend_error
         self.backend_errors = 0
-        self._script: Any = resolved.register_script(_LUA)
+
+    def _for_loop(self) -> tuple[Redis, Any]:
+        if self._fixed is not None:
+            return self._fixed
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is None:
+            from redis.asyncio import Redis as _Redis
+
+            assert self._url is not None
+            client = _Redis.from_url(self._url, socket_timeout=2, socket_connect_timeout=2)
+            found = self._clients[loop] = (client, client.register_script(_LUA))
+        return found
+
+    @property
+    def client(self) -> Redis:
+        """The client of the running event loop."""
+        return self._for_loop()[0]
 
     async def acquire(self, key: str, windows: Sequence[tuple[float, int]]) -> float:
         if not windows:
@@ -102,7 +124,7 @@ class RedisRateLimiter:
         for seconds, limit in windows:
             argv += [int(seconds * 1000), int(limit)]
         try:
-            answer = await self._script(args=argv)
+            answer = await self._for_loop()[1](args=argv)
         except Exception as exc:  # connection refused, timeout, server gone mid-run
             self.backend_errors += 1
             if self.on_backend_error is not None:
@@ -127,4 +149,10 @@ class RedisRateLimiter:
             await self.client.delete(found)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        """Close the running loop's client (clients of other loops close with their loops)."""
+        if self._fixed is not None:
+            await self._fixed[0].aclose()
+            return
+        found = self._clients.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
