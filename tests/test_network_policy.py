@@ -141,6 +141,7 @@ URLS: list[tuple[str, str]] = [
     ("http://[::ffff:7f00:1]:{port}/", "network.private_address"),
     ("http://[0:0:0:0:0:ffff:127.0.0.1]:{port}/", "network.private_address"),
     ("http://[::127.0.0.1]:{port}/", "network.private_address"),
+    ("http://[::ffff:0:7f00:1]:{port}/", "network.private_address"),  # IPv4-translated
     ("http://[64:ff9b::7f00:1]:{port}/", "network.private_address"),
     ("http://[64:ff9b::a00:1]/", "network.private_address"),
     ("http://[2002:7f00:1::]:{port}/", "network.private_address"),

@@ -69,6 +69,7 @@ BLOCKED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tu
         "::1/128",
         "::/96",  # IPv4-compatible (deprecated): ::127.0.0.1 is "global" to ipaddress
         "::ffff:0:0/96",
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 2765): ::ffff:0:7f00:1 is "global"
         "64:ff9b::/96",
         "64:ff9b:1::/48",
         "100::/64",
