@@ -14,11 +14,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tamma_tools.errors import NetworkDenied, TammaToolsError
+from tamma_tools.errors import NetworkDenied, ResourceLimitExceeded, TammaToolsError
 from tamma_tools.sandbox.config import SandboxConfig
 from tamma_tools.sandbox.network import NetworkPolicy, address_is_public, fetch
 
@@ -442,3 +443,47 @@ def test_any_host_string_is_refused_or_public(host: str, port: int) -> None:
         assert exc.rule.startswith("network.")
         return
     assert all(address_is_public(a) for a in checked.addresses)
+
+
+# --- policy.client(): the same rules for callers that use httpx directly --------------------
+
+
+async def test_client_enforces_the_policy_on_every_request(listener: Listener) -> None:
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with strict_policy(listener.port).client() as client:
+        for form in (url, f"http://0x7f.1:{listener.port}/", f"http://[::1]:{listener.port}/"):
+            with pytest.raises(NetworkDenied) as info:
+                await client.get(form)
+            assert info.value.rule == "network.private_address"
+    assert listener.connections == []
+    testing = strict_policy(listener.port, allow_private_networks_for_testing=True)
+    async with testing.client() as client:
+        response = await client.get(f"http://0x7f.1:{listener.port}/")
+        assert response.status_code == 200 and response.text == "hello"
+        redirect = await client.get(f"{url}redirect//")
+        assert redirect.status_code == 302  # never followed by the client itself
+
+
+async def test_client_pins_the_checked_address(listener: Listener) -> None:
+    calls: list[str] = []
+
+    def rebinding(host: str) -> list[str]:
+        calls.append(host)
+        return [PUBLIC] if len(calls) == 1 else ["127.0.0.1"]
+
+    policy = NetworkPolicy(enabled=True, allowed_ports=(listener.port,), resolver=rebinding)
+    async with policy.client(timeout_s=1.5) as client:
+        with pytest.raises(httpx.HTTPError):
+            await client.get(f"http://rebind.example:{listener.port}/")
+    assert calls == ["rebind.example"]
+    assert listener.connections == []
+
+
+async def test_client_caps_the_response(listener: Listener, monkeypatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://192.0.2.1:9")  # ignored: trust_env=False
+    testing = strict_policy(listener.port, allow_private_networks_for_testing=True)
+    async with testing.client(max_response_bytes=1000) as client:
+        with pytest.raises(ResourceLimitExceeded):
+            await client.get(f"http://127.0.0.1:{listener.port}/big")
+        small = await client.get(f"http://127.0.0.1:{listener.port}/")
+        assert small.content == b"hello"

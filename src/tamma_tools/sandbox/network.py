@@ -16,14 +16,14 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 
-from tamma_tools.errors import ExecutionError, NetworkDenied, ToolTimeout
+from tamma_tools.errors import ExecutionError, NetworkDenied, ResourceLimitExceeded, ToolTimeout
 
 if TYPE_CHECKING:
     from tamma_tools.sandbox.config import SandboxConfig
@@ -35,6 +35,7 @@ __all__ = [
     "CheckedURL",
     "FetchResult",
     "NetworkPolicy",
+    "PolicyTransport",
     "Resolver",
     "address_is_public",
     "fetch",
@@ -219,6 +220,22 @@ class NetworkPolicy:
         self.allowed_ports = tuple(int(p) for p in allowed_ports)
         self.allow_private_networks_for_testing = allow_private_networks_for_testing
         self.resolver: Resolver = resolver or _system_resolver
+
+    def client(
+        self, *, timeout_s: float = 10.0, max_response_bytes: int = 10 * 1024 * 1024
+    ) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` that can reach only what this policy allows.
+
+        Every request is checked and its connection pinned (``PolicyTransport``); redirects are
+        not followed (``fetch`` follows them, re-checking each hop) and proxy environment
+        variables are ignored, since through a proxy we would check the proxy, not the target.
+        """
+        return httpx.AsyncClient(
+            transport=PolicyTransport(self, max_response_bytes=max_response_bytes),
+            trust_env=False,
+            follow_redirects=False,
+            timeout=timeout_s,
+        )
 
     @classmethod
     def from_config(
@@ -412,6 +429,55 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
             max_connections=4,
             network_backend=backend,
         )
+
+
+MSG_RESPONSE_TOO_LARGE = "the response body is larger than {limit} bytes"
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """Raw response bytes, stopped with ``ResourceLimitExceeded`` past the cap."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._limit:
+                raise ResourceLimitExceeded(
+                    MSG_RESPONSE_TOO_LARGE.format(limit=self._limit), limit="max_response_bytes"
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class PolicyTransport(_PinnedTransport):
+    """An httpx transport that applies a ``NetworkPolicy`` to every request it sends.
+
+    The URL is checked (and resolved once) per request and the connection may only go to the
+    addresses that check returned, under both the name as written and its normalised form
+    (httpcore dials the URL's host as written, e.g. ``0x7f.1``). Raw body bytes are capped.
+    """
+
+    def __init__(self, policy: NetworkPolicy, *, max_response_bytes: int = 10 * 1024 * 1024):
+        self._pins = _PinnedBackend()
+        super().__init__(self._pins)
+        self._policy = policy
+        self._max_response_bytes = max_response_bytes
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        checked = self._policy.check_url(str(request.url))
+        written = request.url.raw_host.decode("ascii", "replace").lower().rstrip(".")
+        for host in {checked.host, written}:
+            self._pins.pins[(host, checked.port)] = checked.addresses
+        response = await super().handle_async_request(request)
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _CappedStream(response.stream, self._max_response_bytes)
+        return response
 
 
 @dataclass(slots=True)
