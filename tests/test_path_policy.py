@@ -223,6 +223,10 @@ def test_disabled_policy_refuses_everything(tmp_path: Path) -> None:
         with pytest.raises(PathDenied) as info:
             pol.check_path("a.txt", "read")
         assert info.value.rule == "path.disabled"
+    with PathPolicy([tmp_path / "absent"], enabled=False) as off:  # nothing opened
+        with pytest.raises(PathDenied) as info:
+            off.check_path("a.txt", "read")
+        assert info.value.rule == "path.disabled"
     with PathPolicy([]) as none:
         with pytest.raises(PathDenied) as info:
             none.check_path("a.txt", "read")

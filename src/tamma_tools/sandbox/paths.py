@@ -135,6 +135,9 @@ class ResolvedPath:
     def absolute(self) -> Path:
         return self.root / self.relative
 
+    def __str__(self) -> str:
+        return f"{self.absolute} ({self.kind})"
+
 
 @dataclass(frozen=True, slots=True)
 class EntryInfo:
@@ -159,6 +162,14 @@ def _kind(mode: int) -> PathKind:
     if stat_mod.S_ISSOCK(mode):
         return "socket"
     return "device"
+
+
+_RACE_RETRIES = 5
+"""Attempts when a concurrent rename replaces the file being resolved (never an escape)."""
+
+
+class _Replaced(Exception):
+    """The opened file was renamed over before its path could be read back."""
 
 
 class _Root:
@@ -192,7 +203,8 @@ class PathPolicy:
         """``resolution="walk"`` (or ``force_fallback=True``) uses the component walk even where
         ``openat2`` exists: for tests and for kernels whose seccomp profile breaks it oddly."""
         self.enabled = enabled
-        self._roots = [_Root(Path(r)) for r in roots]
+        # A disabled policy opens nothing, so a config naming absent roots still loads.
+        self._roots = [_Root(Path(r)) for r in roots] if enabled else []
         self._blocklist = Blocklist(blocked)
         if force_fallback:
             resolution = "walk"
@@ -450,16 +462,25 @@ class PathPolicy:
             fd, resolved = self._walk(root, comps, flags, path)
         else:
             rel = "/".join(comps) or "."
-            try:
-                fd = openat2(root.fd, rel, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
-            except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.ELOOP):
-                    # The kernel refused; the walk names the reason (escape, loop, magic link).
-                    fd, _ = self._walk(root, comps, flags, path)
-                    os.close(fd)
-                    raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path) from None
-                raise self._os_denial(exc, path) from None
-            resolved = self._in_root(root, fd, path)
+            for attempt in range(_RACE_RETRIES):
+                try:
+                    fd = openat2(root.fd, rel, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+                except OSError as exc:
+                    if exc.errno in (errno.EXDEV, errno.ELOOP):
+                        # The kernel refused; the walk names the reason (escape, loop, magic link).
+                        fd, _ = self._walk(root, comps, flags, path)
+                        os.close(fd)
+                        raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path) from None
+                    raise self._os_denial(exc, path) from None
+                try:
+                    resolved = self._in_root(root, fd, path)
+                except _Replaced:
+                    # Renamed over between open and readlink (a concurrent atomic write):
+                    # open the new file instead of calling it an escape.
+                    if attempt == _RACE_RETRIES - 1:
+                        raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path) from None
+                    continue
+                break
         try:
             self._refuse_blocked(resolved, path)
         except PathDenied:
@@ -480,10 +501,14 @@ class PathPolicy:
         except OSError as exc:
             os.close(fd)
             raise self._os_denial(exc, path) from None
-        parts = [p for p in real.split("/") if p]
-        if parts[: len(root.real_parts)] != root.real_parts or real.endswith(" (deleted)"):
+        deleted = real.endswith(" (deleted)")
+        parts = [p for p in real.removesuffix(" (deleted)").split("/") if p]
+        if parts[: len(root.real_parts)] != root.real_parts:
             os.close(fd)
             raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+        if deleted:
+            os.close(fd)
+            raise _Replaced
         return parts[len(root.real_parts) :]
 
     def _walk(self, root: _Root, comps: list[str], flags: int, path: str) -> tuple[int, list[str]]:
@@ -503,31 +528,36 @@ class PathPolicy:
         norm = normalise_components(comps)
         if not norm:
             raise self._not_regular(path, "directory", "written")
-        try:
-            fd, resolved = self._open(root, comps, os.O_PATH, path)
-        except PathDenied as exc:
-            if exc.rule != RULE_NOT_FOUND:
-                raise
+        for _ in range(_RACE_RETRIES):
+            try:
+                fd, resolved = self._open(root, comps, os.O_PATH, path)
+            except PathDenied as exc:
+                if exc.rule != RULE_NOT_FOUND:
+                    raise
+            else:
+                st = os.fstat(fd)
+                os.close(fd)
+                if not stat_mod.S_ISREG(st.st_mode):
+                    raise self._not_regular(path, _kind(st.st_mode), "written")
+                pfd, parent = self._open(root, resolved[:-1], os.O_PATH | os.O_DIRECTORY, path)
+                return pfd, parent, resolved[-1], st
+            if comps[-1] == "..":
+                raise self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail="")
+            pfd, parent = self._open(root, comps[:-1], os.O_PATH | os.O_DIRECTORY, path)
+            name = comps[-1]
+            try:
+                found = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                os.close(pfd)
+                raise self._os_denial(exc, path) from None
+            os.close(pfd)
+            if stat_mod.S_ISLNK(found.st_mode):
+                # A dangling symlink: writing would create its target somewhere unchecked.
+                raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
+            # Created by a concurrent writer since the open said "not found": resolve again.
         else:
-            st = os.fstat(fd)
-            os.close(fd)
-            if not stat_mod.S_ISREG(st.st_mode):
-                raise self._not_regular(path, _kind(st.st_mode), "written")
-            pfd, parent = self._open(root, resolved[:-1], os.O_PATH | os.O_DIRECTORY, path)
-            return pfd, parent, resolved[-1], st
-        if comps[-1] == "..":
-            raise self._deny(RULE_NOT_FOUND, MSG_NOT_FOUND, path, detail="")
-        pfd, parent = self._open(root, comps[:-1], os.O_PATH | os.O_DIRECTORY, path)
-        name = comps[-1]
-        try:
-            os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            os.close(pfd)
-            raise self._os_denial(exc, path) from None
-        else:  # a dangling symlink: writing would create its target somewhere we did not check
-            os.close(pfd)
             raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
         blocked = self._blocked_by([*parent, name])
         if blocked is not None:
