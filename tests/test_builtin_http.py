@@ -7,20 +7,24 @@ policy is built with the test-only ``allow_private_networks_for_testing`` switch
 from __future__ import annotations
 
 import base64
+import datetime
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tamma_tools.builtin import register_builtin_tools
 from tamma_tools.builtin.http import http_request_tool
+from tamma_tools.errors import ExecutionError
 from tamma_tools.manager import FunctionCallingManager
 from tamma_tools.sandbox.config import SandboxConfig
-from tamma_tools.sandbox.network import NetworkPolicy
+from tamma_tools.sandbox.network import NetworkPolicy, fetch
 from tamma_tools.types import CallerContext
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -307,3 +311,83 @@ def test_definition_is_truthful() -> None:
     assert params["properties"]["method"]["enum"][:7] == [
         "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
     ]  # fmt: skip
+
+
+# --- TLS: the socket goes to the pinned address, the certificate is checked against the name ---
+
+
+def _self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    tmp = tmp_path_factory.mktemp("tls")
+    cert, key = _self_signed(tmp, "app.test")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"tls {self.headers.get('Host')}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = _QuietServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], cert
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def test_tls_verifies_the_name_while_dialling_the_pinned_address(
+    tls_server: tuple[int, Path],
+) -> None:
+    port, cert = tls_server
+    trust = ssl.create_default_context(cafile=str(cert))
+    policy = NetworkPolicy(enabled=True, allowed_ports=(port,),
+                           allow_private_networks_for_testing=True,
+                           resolver=lambda host: ["127.0.0.1"])  # fmt: skip
+    result = await fetch(policy, "GET", f"https://app.test:{port}/", ssl_context=trust)
+    assert result.status_code == 200
+    assert result.body == f"tls app.test:{port}".encode()
+    # The same address under another name fails verification: SNI/hostname use the URL's name.
+    with pytest.raises(ExecutionError) as info:
+        await fetch(policy, "GET", f"https://other.test:{port}/", ssl_context=trust)
+    assert info.value.code == "http_error"
+    assert "certificate" in info.value.message.lower() or "hostname" in info.value.message.lower()

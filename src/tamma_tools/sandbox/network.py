@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -422,10 +423,10 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
 class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its connection pool swapped for one on ``_PinnedBackend``."""
 
-    def __init__(self, backend: _PinnedBackend) -> None:
+    def __init__(self, backend: _PinnedBackend, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(trust_env=False, retries=0)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=4,
             network_backend=backend,
         )
@@ -507,11 +508,13 @@ async def fetch(
     timeout_s: float = 10.0,
     max_response_bytes: int = 1024 * 1024,
     max_redirects: int = 5,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> FetchResult:
     """Send one request under ``policy``, following redirects by hand and checking every hop.
 
     ``trust_env=False``: with an environment proxy the policy would check the proxy, not the
     target. The body is streamed (decompressed) and reading stops at ``max_response_bytes``.
+    ``ssl_context`` replaces the default (certifi roots, hostname checked against the URL's name).
     """
     backend = _PinnedBackend()
     send_headers = dict(headers or {})
@@ -521,7 +524,7 @@ async def fetch(
         async with (
             asyncio.timeout(timeout_s),
             httpx.AsyncClient(
-                transport=_PinnedTransport(backend),
+                transport=_PinnedTransport(backend, ssl_context),
                 trust_env=False,
                 follow_redirects=False,
                 timeout=timeout_s,
