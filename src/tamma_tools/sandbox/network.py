@@ -518,6 +518,10 @@ async def fetch(
     """
     backend = _PinnedBackend()
     send_headers = dict(headers or {})
+    if not any(k.lower() == "accept-encoding" for k in send_headers):
+        # Uncompressed by default: the byte cap then bounds memory too, where a gzip bomb would
+        # be inflated a whole network chunk at a time before the cap is checked.
+        send_headers["Accept-Encoding"] = "identity"
     redirects: list[str] = []
     current = url
     try:
