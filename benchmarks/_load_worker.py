@@ -10,7 +10,8 @@ Protocol with the parent, over the pipes:
    lock) and prints ``ready``;
 2. it waits for one line on stdin, so that every worker starts at the same moment;
 3. it runs ``--calls`` tool calls one after another, alternating the rate-limited tool and the
-   unlimited one, and appends ``<call_id> <outcome>`` to its ledger file after every decision
+   unlimited one (with ``--pace-ms``, it awaits that long after each call, as a caller that
+   waits for a model would; 0 is a tight loop that keeps one CPU busy), and appends ``<call_id> <outcome>`` to its ledger file after every decision
    (an ``O_APPEND`` write goes to the kernel at once, so the ledger of a SIGKILLed worker shows
    every decision it returned before it died);
 4. it closes the audit log (everything pending is committed) and prints a JSON report.
@@ -93,12 +94,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ledger = os.open(args.ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     counts = {"executed": 0, "rate_limited": 0, "other": 0}
     admitted_limited = 0
+    pace_s = args.pace_ms / 1000.0
     started = time.perf_counter()
     for i in range(args.calls):
         name = LIMITED_TOOL if i % 2 == 0 else FREE_TOOL
         call_id = f"w{args.worker}-{i}"
         result = await manager.execute_function_call(tool_call(call_id, name, i), ctx)
         outcome = "executed" if result.success else (result.error_code or "failed")
+        if pace_s:
+            await asyncio.sleep(pace_s)
         os.write(ledger, f"{call_id} {name} {outcome}\n".encode())
         counts[outcome if outcome in counts else "other"] += 1
         if result.success and name == LIMITED_TOOL:
@@ -131,6 +135,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, required=True)
     parser.add_argument("--limit", type=int, required=True, help="calls per minute, all workers")
     parser.add_argument("--ledger", required=True, help="file that receives one line per decision")
+    parser.add_argument("--pace-ms", type=float, default=0.0, help="pause after each call")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     sys.stdout.write(orjson.dumps(report).decode() + "\n")

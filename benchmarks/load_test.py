@@ -96,6 +96,7 @@ class LoadResult:
     chain_reason: str | None
     wall_s: float
     kill_after: int | None
+    pace_ms: float = 0.0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +145,7 @@ def run_load(
     calls: int,
     limit: int,
     kill: bool = True,
+    pace_ms: float = 0.0,
     workdir: Path,
 ) -> LoadResult:
     """Run the workers, SIGKILL one halfway (when ``kill``), and collect every count."""
@@ -160,7 +162,7 @@ def run_load(
             subprocess.Popen(
                 [sys.executable, str(WORKER), "--redis", redis_url, "--audit", audit_url,
                  "--prefix", prefix, "--worker", str(k), "--calls", str(calls),
-                 "--limit", str(limit), "--ledger", str(ledgers[k])],
+                 "--limit", str(limit), "--ledger", str(ledgers[k]), "--pace-ms", str(pace_ms)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
         )  # fmt: skip
@@ -223,7 +225,7 @@ def run_load(
 
     result = LoadResult(
         processes, calls, limit, workers, redis_admitted, len(rows),
-        report.ok, report.checked, report.reason, wall, kill_after,
+        report.ok, report.checked, report.reason, wall, kill_after, pace_ms,
     )  # fmt: skip
     result.failures = check(result)
     return result
@@ -269,7 +271,8 @@ def table(r: LoadResult) -> str:
     surv_audited = sum(len(set(w.ledger) & set(w.audited)) for w in r.survivors)
     lines = [
         f"{r.processes} processes x {r.calls} calls, limit {r.limit}/min on `{LIMITED_TOOL}` "
-        f"(`{FREE_TOOL}` unlimited)"
+        f"(`{FREE_TOOL}` unlimited), "
+        + (f"{r.pace_ms:g} ms pause after each call" if r.pace_ms else "tight loop")
         + (f", worker {v.index} SIGKILLed after {r.kill_after} decisions" if v else ""),
         "",
         "| check | measured | expected | |",
@@ -327,6 +330,10 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000, help="tool calls per process")
     parser.add_argument("--limit", type=int, default=1000, help="calls per minute, all processes")
     parser.add_argument("--no-kill", action="store_true", help="let every worker finish")
+    parser.add_argument(
+        "--pace-ms", type=float, default=0.0,
+        help="each worker pauses this long after every call (0: a tight loop, one busy CPU each)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.processes < 2 or args.calls < 2:
         parser.error("need at least 2 processes and 2 calls each")
@@ -344,7 +351,7 @@ def main() -> int:
         with redis_server() as rs, tempfile.TemporaryDirectory(prefix="tamma-load-") as tmp:
             result = run_load(
                 rs.url, postgres_url(pg), processes=args.processes, calls=args.calls,
-                limit=args.limit, kill=not args.no_kill, workdir=Path(tmp),
+                limit=args.limit, kill=not args.no_kill, pace_ms=args.pace_ms, workdir=Path(tmp),
             )  # fmt: skip
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         print(f"cannot start Redis: {exc}", file=sys.stderr)
