@@ -163,13 +163,13 @@ def test_a_writer_killed_inside_its_append_leaves_no_lock_and_no_row(
 
 # --- one limiter, several event loops ------------------------------------------------------------
 #
-# Known bug (reported, not fixed here): ``RedisRateLimiter`` holds one ``redis.asyncio`` client,
-# whose connections and locks belong to the event loop that first used them. A deployment that
-# runs the limiter on more than one loop -- ``asyncio.run`` per request or per CLI step, or
-# ``execute_function_call_sync`` from several threads (each thread gets its own loop) -- gets
-# "Event loop is closed" / "bound to a different event loop" from redis-py: fail-closed refuses
-# every call, fail-open admits every call unlimited, and threads can hang for good on a lock
-# bound to another loop. Fix: one client per running loop (see the scaling report).
+# Regression: ``RedisRateLimiter`` used to hold one ``redis.asyncio`` client, whose connections and
+# locks belong to the event loop that first used them. A deployment that runs the limiter on more
+# than one loop -- ``asyncio.run`` per request or per CLI step, or ``execute_function_call_sync``
+# from several threads (each thread gets its own loop) -- got "Event loop is closed" / "bound to a
+# different event loop" from redis-py: fail-closed refused every call, fail-open admitted every call
+# uncounted, and threads could hang for good on a lock bound to another loop. Given a URL, the
+# limiter now makes one client per running loop.
 
 THREADS_SCRIPT = textwrap.dedent(
     """
@@ -219,3 +219,51 @@ def test_the_sync_api_from_several_threads_shares_the_limit() -> None:
         )  # fmt: skip
     # 3 threads x 10 calls, 10 per minute allowed: every call decided, exactly 10 admitted.
     assert done.stdout.split() == ["10", "30"], done.stderr[-2000:]
+
+
+# --- the scaling guide's examples ---------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
+
+
+def _fenced(language: str) -> list[str]:
+    blocks = GUIDE.read_text(encoding="utf-8").split(f"```{language}\n")[1:]
+    return [block.split("```", 1)[0] for block in blocks]
+
+
+def test_the_guides_configuration_builds_the_shared_backends() -> None:
+    import tomllib
+
+    from tamma_tools.config import parse_settings
+    from tamma_tools.manager.ratelimit_redis import RedisRateLimiter
+    from tamma_tools.observability.audit_postgres import PostgresAuditLog
+    from tamma_tools.runtime import Runtime
+
+    (toml_text,) = _fenced("toml")
+    settings = parse_settings(tomllib.loads(toml_text), source="docs/scaling.md")
+    # Nothing connects until the first call or record, so unreachable hosts are fine here.
+    runtime = Runtime(settings, builtins=False)
+    try:
+        limiter = runtime.manager.rate_limiter
+        assert isinstance(limiter, RedisRateLimiter) and limiter.on_failure == "fail_closed"
+        assert runtime.observability is not None
+        assert isinstance(runtime.observability.audit, PostgresAuditLog)
+    finally:
+        runtime.close()
+
+
+def test_the_guides_python_example_wires_the_shared_backends() -> None:
+    from tamma_tools.manager import FunctionCallingManager
+    from tamma_tools.manager.ratelimit_redis import RedisRateLimiter
+    from tamma_tools.observability import Observability
+    from tamma_tools.observability.audit import AuditObserver
+    from tamma_tools.observability.audit_postgres import PostgresAuditLog
+
+    (code,) = _fenced("python")
+    namespace: dict[str, object] = {}
+    exec(compile(code.replace("...\n", ""), str(GUIDE), "exec"), namespace)  # obs.close() included
+    manager, obs = namespace["manager"], namespace["obs"]
+    assert isinstance(manager, FunctionCallingManager) and isinstance(obs, Observability)
+    assert isinstance(manager.rate_limiter, RedisRateLimiter)
+    assert isinstance(obs.audit, PostgresAuditLog) and obs.audit.closed
+    assert any(isinstance(o, AuditObserver) for o in obs.observers)
