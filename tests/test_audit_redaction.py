@@ -173,6 +173,8 @@ def test_property_a_secret_under_a_secret_key_never_reaches_the_preview(
     value: Any, key: str, prefix: str, secret: str, path: list[int]
 ) -> None:
     assume(secret not in json.dumps(value))  # the secret must occur only under the key
+    # ... and not inside the surrounding text itself (a key name, the redaction marker).
+    assume(secret not in json.dumps(_insert(value, prefix + key, "", path)) + "[REDACTED]")
     raw = json.dumps(_insert(value, prefix + key, secret, path))
     preview = Redactor(RedactionConfig(max_preview_chars=100_000)).preview(raw)
     assert secret not in preview
