@@ -46,15 +46,23 @@ from tamma_tools.types import (
 )
 
 if TYPE_CHECKING:
-    from tamma_tools.observability import Observability
+    from tamma_tools.builtin import register_builtin_tools
+    from tamma_tools.config import Settings, load_settings
+    from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
+    from tamma_tools.manager.ratelimit_redis import RedisRateLimiter
+    from tamma_tools.observability import AuditLog, Observability, SQLiteAuditLog, open_audit_log
     from tamma_tools.provider import (
+        CompletionResult,
         FunctionCallingConfig,
         MessageRequest,
+        MessageStream,
         OpenAIProvider,
         ProviderConfig,
         StreamAccumulator,
     )
     from tamma_tools.runtime import Runtime
+    from tamma_tools.sandbox.network import NetworkPolicy
+    from tamma_tools.sandbox.paths import PathPolicy
     from tamma_tools.sandbox.sandbox import ExecutionSandbox
 
 __version__ = "0.1.0"
@@ -64,10 +72,23 @@ _LAZY = {
     "ProviderConfig": "tamma_tools.provider",
     "FunctionCallingConfig": "tamma_tools.provider",
     "MessageRequest": "tamma_tools.provider",
+    "MessageStream": "tamma_tools.provider",
+    "CompletionResult": "tamma_tools.provider",
     "StreamAccumulator": "tamma_tools.provider",
     "Observability": "tamma_tools.observability",
+    "AuditLog": "tamma_tools.observability",
+    "SQLiteAuditLog": "tamma_tools.observability",
+    "open_audit_log": "tamma_tools.observability",
     "ExecutionSandbox": "tamma_tools.sandbox.sandbox",
+    "PathPolicy": "tamma_tools.sandbox.paths",
+    "NetworkPolicy": "tamma_tools.sandbox.network",
+    "register_builtin_tools": "tamma_tools.builtin",
+    "InMemoryRateLimiter": "tamma_tools.manager.ratelimit",
+    "RateLimiter": "tamma_tools.manager.ratelimit",
+    "RedisRateLimiter": "tamma_tools.manager.ratelimit_redis",
     "Runtime": "tamma_tools.runtime",
+    "Settings": "tamma_tools.config",
+    "load_settings": "tamma_tools.config",
 }
 
 
@@ -84,6 +105,19 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     *_errors_all,
+    "AuditLog",
+    "CompletionResult",
+    "InMemoryRateLimiter",
+    "MessageStream",
+    "NetworkPolicy",
+    "PathPolicy",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "SQLiteAuditLog",
+    "Settings",
+    "load_settings",
+    "open_audit_log",
+    "register_builtin_tools",
     "ArgumentsValidator",
     "CallObserver",
     "CallRecord",
