@@ -54,7 +54,17 @@ def completion(*calls: dict[str, object]) -> dict[str, object]:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     proc = run("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for command in ("tools", "exec", "chat", "demo", "audit", "policy", "sandbox", "serve", "config"):
+    for command in (
+        "tools",
+        "exec",
+        "chat",
+        "demo",
+        "audit",
+        "policy",
+        "sandbox",
+        "serve",
+        "config",
+    ):
         assert command in proc.stdout
 
 
@@ -103,7 +113,10 @@ def test_tools_list_show_export_import(project: Path) -> None:
 
 
 def test_tools_validate_reports_paths(tmp_path: Path) -> None:
-    good = {"type": "function", "function": {"name": "ok", "parameters": {"type": "object", "properties": {}}}}
+    good = {
+        "type": "function",
+        "function": {"name": "ok", "parameters": {"type": "object", "properties": {}}},
+    }
     bad = {"type": "function", "function": {"name": "not ok", "strict": True,
            "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}  # fmt: skip
     (tmp_path / "good.json").write_text(json.dumps([good]))
@@ -128,7 +141,9 @@ def test_exec_runs_calls_under_policy_and_audits_them(project: Path) -> None:
     assert "path_denied" in messages[1]["content"] and "path_denied" in messages[2]["content"]
     verify = run("-c", "tamma-tools.toml", "audit", "verify", cwd=project)
     assert verify.returncode == 0 and "3 records" in verify.stdout
-    query = run("-c", "tamma-tools.toml", "audit", "query", "--outcome", "denied", "--json", cwd=project)
+    query = run(
+        "-c", "tamma-tools.toml", "audit", "query", "--outcome", "denied", "--json", cwd=project
+    )
     rows = [json.loads(line) for line in query.stdout.splitlines()]
     assert {r["call_id"] for r in rows} == {"c2", "c3"} and rows[0]["user_id"] == "cli-test"
     with sqlite3.connect(project / "audit.db") as db:
@@ -159,7 +174,9 @@ def test_policy_dry_runs(project: Path) -> None:
     assert ok.returncode == 0 and "allowed" in ok.stdout
     out = run("-c", "tamma-tools.toml", "policy", "check-path", "../../etc/passwd", cwd=project)
     assert out.returncode == EXIT_PROBLEM and "refused" in out.stdout
-    url = run("-c", "tamma-tools.toml", "policy", "check-url", "http://169.254.169.254/", cwd=project)
+    url = run(
+        "-c", "tamma-tools.toml", "policy", "check-url", "http://169.254.169.254/", cwd=project
+    )
     assert url.returncode == EXIT_PROBLEM and "refused" in url.stdout
 
 

@@ -82,7 +82,9 @@ _WORKER = textwrap.dedent(
 
 def test_four_processes_hammering_share_one_limit(redis: RedisServer) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, redis.url], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, redis.url], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     admitted = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
@@ -124,4 +126,3 @@ async def test_a_zero_limit_always_refuses_for_a_whole_window(redis: RedisServer
 def test_unknown_failure_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="fail_closed"):
         RedisRateLimiter("redis://127.0.0.1:1/0", on_failure="maybe")  # type: ignore[arg-type]
-

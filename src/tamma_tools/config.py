@@ -31,10 +31,10 @@ class SandboxSection(_Section):
     roots: list[str] = Field(default_factory=list)
     """Directories tools may read and write below, relative to the config file."""
     blocked_paths: list[str] = Field(default_factory=list)
-    max_execution_time_s: float = Field(30.0, gt=0)
-    max_memory_bytes: int = Field(512 * MiB, gt=0)
-    max_file_size_bytes: int = Field(10 * MiB, gt=0)
-    max_output_bytes: int = Field(1 * MiB, gt=0)
+    max_execution_time_s: float = Field(default=30.0, gt=0)
+    max_memory_bytes: int = Field(default=512 * MiB, gt=0)
+    max_file_size_bytes: int = Field(default=10 * MiB, gt=0)
+    max_output_bytes: int = Field(default=1 * MiB, gt=0)
     default_isolation: Literal["in_process", "worker", "process"] = "process"
     allow_weak_isolation: bool = False
     enable_file_system_access: bool = True
@@ -62,13 +62,13 @@ class CommandsSection(_Section):
 
 
 class ManagerSection(_Section):
-    max_concurrent_calls: int = Field(10, gt=0)
-    default_timeout_s: float = Field(30.0, gt=0)
-    max_argument_bytes: int = Field(1 << 20, gt=0)
-    max_argument_depth: int = Field(64, gt=0)
+    max_concurrent_calls: int = Field(default=10, gt=0)
+    default_timeout_s: float = Field(default=30.0, gt=0)
+    max_argument_bytes: int = Field(default=1 << 20, gt=0)
+    max_argument_depth: int = Field(default=64, gt=0)
     repair: Literal["off", "safe"] = "off"
-    retry_budget: int = Field(3, ge=0)
-    loop_threshold: int = Field(5, ge=0)
+    retry_budget: int = Field(default=3, ge=0)
+    loop_threshold: int = Field(default=5, ge=0)
 
 
 class CallerSection(_Section):
@@ -99,7 +99,7 @@ class AuditSection(_Section):
 
 
 class MetricsSection(_Section):
-    port: int | None = Field(None, gt=0, lt=65536)
+    port: int | None = Field(default=None, gt=0, lt=65536)
 
 
 class ModelSection(_Section):

@@ -93,7 +93,7 @@ def build_mcp_server(
             content=[types.TextContent(type="text", text=text)], isError=not result.success
         )
 
-    lowlevel.list_tools()(list_tools)
+    lowlevel.list_tools()(list_tools)  # type: ignore[no-untyped-call]
     lowlevel.call_tool(validate_input=False)(call_tool)
     return server
 
