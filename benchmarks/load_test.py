@@ -256,6 +256,10 @@ def check(r: LoadResult) -> list[str]:
         extra = set(v.audited) - set(v.ledger)
         if len(extra) > IN_FLIGHT_PER_WORKER or v.mismatched:
             failures.append(f"killed worker: audit rows it never decided: {sorted(extra)[:3]}")
+        # Batches commit in order, so what made it is its oldest decisions: a prefix.
+        numbers = sorted(int(c.split("-", 1)[1]) for c in v.audited)
+        if numbers != list(range(len(numbers))):
+            failures.append("killed worker: its audit rows are not a prefix of its decisions")
     if not r.chain_ok:
         failures.append(f"chain verification failed: {r.chain_reason}")
     if r.chain_checked != r.audit_rows:
