@@ -183,7 +183,10 @@ class FunctionCallingManager:
                 call_id, "", "", ctx, ArgumentError(f"malformed tool call: {exc}"), started
             )
         try:
-            return await self._run(call_id, name, raw, ctx, dry_run, started)
+            prep, arguments, repairs = self._authorize(call_id, name, raw, ctx, dry_run, started)
+            return await self._admit_and_execute(
+                prep, call_id, raw, arguments, repairs, ctx, dry_run, started
+            )
         except asyncio.CancelledError:
             self._record(call_id, name, raw, ctx, "cancelled", started, error_code="cancelled")
             raise
@@ -194,9 +197,11 @@ class FunctionCallingManager:
             crash = ToolCrashed(f"{type(exc).__name__}: {str(exc)[:_EXCEPTION_TEXT_LIMIT]}")
             return self._failure(call_id, name, raw, ctx, crash, started)
 
-    async def _run(
+    def _authorize(
         self, call_id: str, name: str, raw: str, ctx: CallerContext, dry_run: bool, started: float
-    ) -> FunctionResult:
+    ) -> tuple[Prepared, dict[str, Any], list[str]]:
+        """Lookup, argument intake, validation, permissions, approval: every check before the
+        rate limit. Synchronous, so the happy path costs no extra coroutine."""
         prep = self._lookup(name)
         arguments, repairs = self._intake(prep, raw, ctx)
         if repairs:
@@ -225,9 +230,7 @@ class FunctionCallingManager:
                 "Do not call it again; wait for the result or tell the user it awaits approval",
                 rule="approval",
             )
-        return await self._admit_and_execute(
-            prep, call_id, raw, arguments, repairs, ctx, dry_run, started
-        )
+        return prep, arguments, repairs
 
     def _lookup(self, name: str) -> Prepared:
         entry = self.registry.find(name)
@@ -355,11 +358,32 @@ class FunctionCallingManager:
         if prep.context_param is not None:
             kwargs = {**arguments, prep.context_param: ctx}
 
-        self._recorder.started(call_id, prep.name, ctx)
+        recorder = self._recorder
+        if recorder.starters:
+            recorder.started(call_id, prep.name, ctx)
         try:
-            if prep.isolation == "in_process":
+            layers: tuple[str, ...] = ()
+            if prep.isolation == "in_process" and prep.is_async:
+                # The hot path, inlined (one coroutine less): an async tool under a deadline.
+                loop = asyncio.get_running_loop()
+                watch = self._watch
+                if watch is None or watch.loop is not loop:
+                    watch = self._watch = watch_for(loop)
+                deadline = watch.arm(timeout_s)
+                try:
+                    value = await prep.executor(**kwargs)  # type: ignore[misc]
+                except asyncio.CancelledError:
+                    if not watch.disarm(deadline):
+                        raise  # someone else cancelled us: propagate
+                    raise self._timeout_error(prep, timeout_s) from None
+                except TammaToolsError:
+                    raise
+                except Exception as exc:
+                    raise self._crash_error(prep, exc) from exc
+                finally:
+                    watch.disarm(deadline)
+            elif prep.isolation == "in_process":
                 value = await self._run_in_process(prep, kwargs, timeout_s)
-                layers: tuple[str, ...] = ()
             else:
                 value, layers = await self._run_isolated(prep, call_id, arguments, ctx, timeout_s)
         except TammaToolsError as exc:
@@ -378,51 +402,47 @@ class FunctionCallingManager:
             repairs=repairs,
             execution_time_ms=(time.perf_counter() - started) * 1000.0,
         )
-        self._record(
-            call_id, prep.name, raw, ctx, "executed", started,
-            result_size=len(content), isolation=prep.isolation, layers=layers,
-            extra={"result": content},
-        )  # fmt: skip
+        if recorder.active:
+            recorder.record(
+                call_id, prep.name, raw, ctx, "executed", started,
+                result_size=len(content), isolation=prep.isolation, layers=layers,
+                extra={"result": content},
+            )  # fmt: skip
         return result
 
     async def _run_in_process(
         self, prep: Prepared, kwargs: dict[str, Any], timeout_s: float
     ) -> Any:
+        """A sync tool on the thread pool; its timeout is cooperative (a thread cannot be
+        killed), which is why user tools default to process isolation."""
         executor = prep.executor
         assert executor is not None
+        loop = asyncio.get_running_loop()
         try:
-            if prep.is_async:
-                loop = asyncio.get_running_loop()
-                watch = self._watch
-                if watch is None or watch.loop is not loop:
-                    watch = self._watch = watch_for(loop)
-                deadline = watch.arm(timeout_s)
-                try:
-                    return await executor(**kwargs)
-                except asyncio.CancelledError:
-                    if not watch.disarm(deadline):
-                        raise  # someone else cancelled us: propagate
-                    raise TimeoutError from None
-                finally:
-                    watch.disarm(deadline)
-            loop = asyncio.get_running_loop()
             async with asyncio.timeout(timeout_s):
                 return await loop.run_in_executor(
                     self._thread_pool(), functools.partial(executor, **kwargs)
                 )
         except TimeoutError:
-            raise ToolTimeout(
-                f"tool {prep.name!r} did not finish within {timeout_s:g} s and was stopped; "
-                "try a smaller request",
-                timeout_s=timeout_s,
-            ) from None
+            raise self._timeout_error(prep, timeout_s) from None
         except TammaToolsError:
             raise
         except Exception as exc:
-            raise ToolCrashed(
-                f"tool {prep.name!r} failed: {type(exc).__name__}: "
-                f"{str(exc)[:_EXCEPTION_TEXT_LIMIT]}"
-            ) from exc
+            raise self._crash_error(prep, exc) from exc
+
+    @staticmethod
+    def _timeout_error(prep: Prepared, timeout_s: float) -> ToolTimeout:
+        return ToolTimeout(
+            f"tool {prep.name!r} did not finish within {timeout_s:g} s and was stopped; "
+            "try a smaller request",
+            timeout_s=timeout_s,
+        )
+
+    @staticmethod
+    def _crash_error(prep: Prepared, exc: Exception) -> ToolCrashed:
+        return ToolCrashed(
+            f"tool {prep.name!r} failed: {type(exc).__name__}: {str(exc)[:_EXCEPTION_TEXT_LIMIT]}"
+        )
 
     async def _run_isolated(
         self, prep: Prepared, call_id: str, arguments: dict[str, Any], ctx: CallerContext,

@@ -40,7 +40,7 @@ class DecisionRecorder:
     @property
     def active(self) -> bool:
         """False when nobody would see a record, so none need be built."""
-        return bool(self.keep_history or self.observers or self.listeners)
+        return self.keep_history or bool(self.observers) or bool(self.listeners)
 
     def on(self, kind: Outcome | str, callback: Callable[[CallRecord], None]) -> Callable[[], None]:
         self.listeners.setdefault(kind, []).append(callback)
