@@ -477,3 +477,29 @@ def test_an_infinity_written_over_a_null_fails_verification(db: Path) -> None:
     with SQLiteAuditLog(db) as log:
         report = log.verify()
         assert (report.ok, report.first_bad_seq) == (False, 1)
+
+
+def test_max_pending_bounds_the_backlog_a_kill_could_lose(tmp_path: Path) -> None:
+    from tamma_tools.observability import SQLiteAuditLog as Log
+
+    log = Log(tmp_path / "bounded.db", max_pending=50)
+    try:
+        log.pause()  # the writer holds still: the backlog can only grow
+        started = time.monotonic()
+        for i in range(60):
+            log.record(_bounded_record(i))
+        waited = time.monotonic() - started
+        # Past 50 the caller waited once (bounded) for the stalled writer, then went on.
+        assert 0.9 <= waited < 5.0
+        log.resume()
+        assert log.flush(10)
+        assert log.count() == 60
+    finally:
+        log.close()
+
+
+def _bounded_record(i: int) -> Any:
+    from tamma_tools.events import CallRecord
+    from tamma_tools.types import CallerContext
+
+    return CallRecord(f"b{i}", "t", "executed", CallerContext(), "{}", time.time())

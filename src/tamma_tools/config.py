@@ -96,6 +96,9 @@ class AuditSection(_Section):
     """SQLite file, relative to the config file."""
     url: str | None = None
     """PostgreSQL connection URL when the backend is ``postgres``."""
+    max_pending: int | None = Field(default=10_000, gt=0)
+    """Records waiting for the writer before callers are made to wait: bounds what a SIGKILL
+    of the process can lose. ``None``: never wait (unbounded backlog under overload)."""
 
 
 class MetricsSection(_Section):

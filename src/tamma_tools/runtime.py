@@ -41,10 +41,15 @@ class Runtime:
         observers: list[Any] = []
         audit_target = self._audit_target(audit)
         if audit_target is not None or metrics:
-            from tamma_tools.observability import Observability
+            from tamma_tools.observability import Observability, open_audit_log
 
+            audit_log = (
+                open_audit_log(audit_target, max_pending=self.settings.audit.max_pending)
+                if audit_target is not None
+                else None
+            )
             self.observability = Observability(
-                audit=audit_target if audit_target is not None else False,
+                audit=audit_log if audit_log is not None else False,
                 metrics=metrics,
                 tracing=True,
             )

@@ -18,9 +18,12 @@ never blocks on the audit log. ``pause()``/``resume()`` hold writing for a maint
 What a SIGKILL can lose: only records handed over and not yet committed, i.e. those still in the
 queue plus the batch in its open transaction (rolled back as a whole, never half-written). The
 writer commits as soon as records arrive, so under normal load this is the last few
-milliseconds of decisions; everything before the last ``flush()`` returned is on disk. With the
-default ``synchronous=NORMAL`` in WAL mode a committed batch survives a process crash; only an OS
-crash or power loss can lose the last commits (choose ``synchronous="FULL"`` for that).
+milliseconds of decisions; everything before the last ``flush()`` returned is on disk. A caller
+that outruns the database (a tight loop of calls against a shared PostgreSQL log, measured in
+``docs/scaling.md``) grows the queue, and then a SIGKILL loses the whole backlog: set
+``max_pending`` to bound it; callers then wait for the writer whenever the backlog passes it.
+With the default ``synchronous=NORMAL`` in WAL mode a committed batch survives a process crash;
+only an OS crash or power loss can lose the last commits (choose ``synchronous="FULL"`` for that).
 """
 
 from __future__ import annotations
@@ -172,17 +175,25 @@ class AuditLog(abc.ABC):
         redaction: RedactionConfig | Redactor | None = None,
         max_batch: int = 2000,
         retry_max_delay_s: float = 2.0,
+        max_pending: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if max_pending is not None and max_pending < 1:
+            raise ValueError("max_pending must be >= 1 (or None for no bound)")
         if not isinstance(redaction, Redactor):
             redaction = Redactor(redaction or RedactionConfig())
         self.redactor = redaction
         self.max_batch = max_batch
         self.retry_max_delay_s = retry_max_delay_s
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.record: Callable[[CallRecord], None] = self._queue.put
-        """Hand a record to the writer. Never blocks, never raises: this is the call path."""
+        self.max_pending = max_pending
+        self._stalled = False
+        self.record: Callable[[CallRecord], None] = (
+            self._queue.put if max_pending is None else self._record_bounded
+        )
+        """Hand a record to the writer: the call path. Without ``max_pending`` it never blocks;
+        with it, a caller that outruns the database waits until the backlog is half drained."""
         self._closed = False
         self._close_lock = threading.Lock()
         self._resumed = threading.Event()
@@ -193,6 +204,32 @@ class AuditLog(abc.ABC):
         self._thread = self._start_writer()
         atexit.register(self.close)
         _LIVE_LOGS.add(self)
+
+    def _record_bounded(self, record: CallRecord) -> None:
+        # Back-pressure bounds what a SIGKILL can lose to ``max_pending`` records (plus the open
+        # batch). The wait is bounded too: while the database is unreachable, calls go on after
+        # ``retry_max_delay_s`` and records wait in memory as without a bound.
+        # Once one wait timed out (writer stalled), later calls do not wait again until the
+        # backlog has drained: a stalled database costs one bounded wait, not one per call.
+        q = self._queue
+        q.put(record)
+        limit = self.max_pending
+        if limit is None or self._closed:
+            return
+        size = q.qsize()
+        low = limit // 2
+        if self._stalled:
+            if size <= low:
+                self._stalled = False
+            return
+        if size > limit:
+            deadline = time.monotonic() + max(self.retry_max_delay_s, 1.0)
+            while q.qsize() > low and self._thread.is_alive():
+                if time.monotonic() >= deadline:
+                    self._stalled = True
+                    log.warning("audit writer is behind by %d records; not waiting", q.qsize())
+                    return
+                time.sleep(0.0005)
 
     # --- backend hooks ----------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ class PostgresAuditLog(AuditLog):
         table: str = "tamma_audit",
         redaction: RedactionConfig | Redactor | None = None,
         max_batch: int = 2000,
+        max_pending: int | None = None,
         connect_timeout_s: float = 10.0,
     ) -> None:
         """``dsn``: a libpq connection string or URL (``postgresql://user@host/db``)."""
@@ -103,7 +104,7 @@ class PostgresAuditLog(AuditLog):
         self._reader_conn: psycopg.Connection[Any] | None = None
         self._reader_lock = threading.Lock()
         self._schema_ready = False
-        super().__init__(redaction=redaction, max_batch=max_batch)
+        super().__init__(redaction=redaction, max_batch=max_batch, max_pending=max_pending)
 
     # --- connections ------------------------------------------------------------------------
 

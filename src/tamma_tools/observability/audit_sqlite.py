@@ -69,6 +69,7 @@ class SQLiteAuditLog(AuditLog):
         busy_timeout_s: float = 30.0,
         redaction: RedactionConfig | Redactor | None = None,
         max_batch: int = 2000,
+        max_pending: int | None = None,
     ) -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
@@ -80,7 +81,7 @@ class SQLiteAuditLog(AuditLog):
         self._reader_conns: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._schema_ready = False
-        super().__init__(redaction=redaction, max_batch=max_batch)
+        super().__init__(redaction=redaction, max_batch=max_batch, max_pending=max_pending)
 
     # --- connections ------------------------------------------------------------------------
 
