@@ -30,7 +30,7 @@ import orjson
 
 from tamma_tools.manager import FunctionCallingManager, ManagerConfig
 from tamma_tools.manager.ratelimit_redis import RedisRateLimiter
-from tamma_tools.observability import Observability
+from tamma_tools.observability import Observability, open_audit_log
 from tamma_tools.types import CallerContext, RateLimit, ToolDefinition
 
 LIMITED_TOOL = "limited_echo"
@@ -73,7 +73,8 @@ def tool_call(call_id: str, name: str, i: int) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     limiter = RedisRateLimiter(args.redis, prefix=args.prefix, on_failure="fail_closed")
-    obs = Observability(audit=args.audit, metrics=False, tracing=False)
+    audit_log = open_audit_log(args.audit, max_pending=args.max_pending or None)
+    obs = Observability(audit=audit_log, metrics=False, tracing=False)
     assert obs.audit is not None
     manager = FunctionCallingManager(
         # Sessions are off (no session_id), so loop detection and retry budgets do not apply;
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, required=True, help="calls per minute, all workers")
     parser.add_argument("--ledger", required=True, help="file that receives one line per decision")
     parser.add_argument("--pace-ms", type=float, default=0.0, help="pause after each call")
+    parser.add_argument("--max-pending", type=int, default=0, help="audit back-pressure (0: off)")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     sys.stdout.write(orjson.dumps(report).decode() + "\n")

@@ -146,6 +146,7 @@ def run_load(
     limit: int,
     kill: bool = True,
     pace_ms: float = 0.0,
+    max_pending: int = 0,
     workdir: Path,
 ) -> LoadResult:
     """Run the workers, SIGKILL one halfway (when ``kill``), and collect every count."""
@@ -162,7 +163,8 @@ def run_load(
             subprocess.Popen(
                 [sys.executable, str(WORKER), "--redis", redis_url, "--audit", audit_url,
                  "--prefix", prefix, "--worker", str(k), "--calls", str(calls),
-                 "--limit", str(limit), "--ledger", str(ledgers[k]), "--pace-ms", str(pace_ms)],
+                 "--limit", str(limit), "--ledger", str(ledgers[k]), "--pace-ms", str(pace_ms),
+                 "--max-pending", str(max_pending)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
         )  # fmt: skip
@@ -335,6 +337,10 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=1000, help="calls per minute, all processes")
     parser.add_argument("--no-kill", action="store_true", help="let every worker finish")
     parser.add_argument(
+        "--max-pending", type=int, default=0,
+        help="audit back-pressure per worker (0: off); bounds what the SIGKILL can lose",
+    )
+    parser.add_argument(
         "--pace-ms", type=float, default=0.0,
         help="each worker pauses this long after every call (0: a tight loop, one busy CPU each)",
     )  # fmt: skip
@@ -355,7 +361,7 @@ def main() -> int:
         with redis_server() as rs, tempfile.TemporaryDirectory(prefix="tamma-load-") as tmp:
             result = run_load(
                 rs.url, postgres_url(pg), processes=args.processes, calls=args.calls,
-                limit=args.limit, kill=not args.no_kill, pace_ms=args.pace_ms, workdir=Path(tmp),
+                limit=args.limit, kill=not args.no_kill, pace_ms=args.pace_ms, max_pending=args.max_pending, workdir=Path(tmp),
             )  # fmt: skip
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         print(f"cannot start Redis: {exc}", file=sys.stderr)

@@ -189,6 +189,7 @@ class AuditLog(abc.ABC):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.max_pending = max_pending
         self._stalled = False
+        self._handed = 0
         self.record: Callable[[CallRecord], None] = (
             self._queue.put if max_pending is None else self._record_bounded
         )
@@ -211,23 +212,24 @@ class AuditLog(abc.ABC):
         # ``retry_max_delay_s`` and records wait in memory as without a bound.
         # Once one wait timed out (writer stalled), later calls do not wait again until the
         # backlog has drained: a stalled database costs one bounded wait, not one per call.
-        q = self._queue
-        q.put(record)
+        self._queue.put(record)
+        self._handed += 1  # approximate under threads; a bound, not an account
         limit = self.max_pending
         if limit is None or self._closed:
             return
-        size = q.qsize()
+        # Pending = handed over but not committed: the queue *and* the writer's open batch.
+        pending = self._handed - self.written
         low = limit // 2
         if self._stalled:
-            if size <= low:
+            if pending <= low:
                 self._stalled = False
             return
-        if size > limit:
+        if pending > limit:
             deadline = time.monotonic() + max(self.retry_max_delay_s, 1.0)
-            while q.qsize() > low and self._thread.is_alive():
+            while self._handed - self.written > low and self._thread.is_alive():
                 if time.monotonic() >= deadline:
                     self._stalled = True
-                    log.warning("audit writer is behind by %d records; not waiting", q.qsize())
+                    log.warning("audit writer is behind by %d records; not waiting", pending)
                     return
                 time.sleep(0.0005)
 
