@@ -18,7 +18,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat as stat_mod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Literal, ParamSpec, TypeVar
 
-from tamma_tools.errors import ConfigError, ExecutionError, PathDenied, ResourceLimitExceeded
+from tamma_tools.errors import ConfigError, PathDenied, ResourceLimitExceeded
+from tamma_tools.sandbox._atomic_write import replace_atomically
 from tamma_tools.sandbox._blocklist import Blocklist, normalise_components
 from tamma_tools.sandbox._openat2 import (
     RESOLVE_BENEATH,
@@ -35,6 +35,48 @@ from tamma_tools.sandbox._openat2 import (
     openat2,
     openat2_available,
     walk_beneath,
+)
+from tamma_tools.sandbox._path_rules import (
+    MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
+    MSG_BLOCKED,
+    MSG_CONTROL,
+    MSG_DISABLED,
+    MSG_EMPTY,
+    MSG_ENCODING,
+    MSG_HARDLINK,
+    MSG_MAGIC_LINK,
+    MSG_NO_ROOTS,
+    MSG_NOT_DIRECTORY,
+    MSG_NOT_FOUND,
+    MSG_NOT_REGULAR,
+    MSG_NUL,
+    MSG_OS_REFUSED,
+    MSG_OUTSIDE,
+    MSG_SYMLINK_ESCAPE,
+    MSG_SYMLINK_LOOP,
+    MSG_TOO_LARGE,
+    MSG_TOO_LONG,
+    MSG_TRAILING_SLASH,
+    MSG_TRAVERSAL,
+    RULE_BLOCKED,
+    RULE_CONTROL,
+    RULE_DISABLED,
+    RULE_EMPTY,
+    RULE_ENCODING,
+    RULE_HARDLINK,
+    RULE_MAGIC_LINK,
+    RULE_NO_ROOTS,
+    RULE_NOT_DIRECTORY,
+    RULE_NOT_FOUND,
+    RULE_NOT_REGULAR,
+    RULE_NUL,
+    RULE_OS_REFUSED,
+    RULE_OUTSIDE,
+    RULE_SYMLINK_ESCAPE,
+    RULE_SYMLINK_LOOP,
+    RULE_TOO_LONG,
+    RULE_TRAVERSAL,
 )
 from tamma_tools.sandbox.config import SandboxConfig
 
@@ -49,66 +91,6 @@ __all__ = [
 PathMode = Literal["read", "write", "list"]
 PathKind = Literal["file", "directory", "symlink", "fifo", "socket", "device", "missing"]
 Resolution = Literal["auto", "openat2", "walk"]
-
-MAX_PATH_BYTES = 4096
-MAX_NAME_BYTES = 255
-
-# Stable rule names: audit records, tests and callers match on these.
-RULE_DISABLED = "path.disabled"
-RULE_NO_ROOTS = "path.no_roots"
-RULE_EMPTY = "path.empty"
-RULE_NUL = "path.nul_byte"
-RULE_CONTROL = "path.control_character"
-RULE_ENCODING = "path.encoding"
-RULE_TOO_LONG = "path.too_long"
-RULE_OUTSIDE = "path.outside_roots"
-RULE_TRAVERSAL = "path.traversal"
-RULE_SYMLINK_ESCAPE = "path.symlink_escape"
-RULE_SYMLINK_LOOP = "path.symlink_loop"
-RULE_MAGIC_LINK = "path.magic_link"
-RULE_BLOCKED = "path.blocked"
-RULE_NOT_REGULAR = "path.not_regular"
-RULE_NOT_DIRECTORY = "path.not_directory"
-RULE_NOT_FOUND = "path.not_found"
-RULE_HARDLINK = "path.hardlink"
-RULE_OS_REFUSED = "path.os_refused"
-
-MSG_DISABLED = "file access is disabled in this sandbox; no path can be used"
-MSG_NO_ROOTS = (
-    "no directory is allowed for file access (SandboxConfig.allowed_paths is empty); "
-    "no path can be used"
-)
-MSG_EMPTY = "path is empty; give a file or directory path inside the allowed roots: {roots}"
-MSG_NUL = "path {path!r} contains a NUL byte; remove it"
-MSG_CONTROL = "path {path!r} contains a control character; remove it"
-MSG_ENCODING = "path {path!r} is not valid UTF-8 text (lone surrogate); use plain characters"
-MSG_TOO_LONG = (
-    f"path is too long: at most {MAX_PATH_BYTES} bytes in total and {MAX_NAME_BYTES} bytes per "
-    "name; shorten it"
-)
-MSG_OUTSIDE = "path {path!r} is outside the allowed roots; allowed roots are: {roots}"
-MSG_TRAVERSAL = (
-    "path {path!r} climbs above its root with '..'; use a path inside the allowed roots: {roots}"
-)
-MSG_SYMLINK_ESCAPE = (
-    "path {path!r} goes through a symbolic link that points outside the allowed roots (or to a "
-    "missing target); use the real file inside the allowed roots: {roots}"
-)
-MSG_SYMLINK_LOOP = "path {path!r} has too many or looping symbolic links"
-MSG_MAGIC_LINK = "path {path!r} goes through a /proc magic link; such links are never followed"
-MSG_BLOCKED = "path {path!r} is blocked by the sandbox's block list (pattern {pattern!r})"
-MSG_NOT_REGULAR = "path {path!r} is a {kind}, not a regular file; only regular files can be {verb}"
-MSG_NOT_DIRECTORY = "path {path!r} is not a directory; give a directory to list"
-MSG_TRAILING_SLASH = (
-    "path {path!r} ends with '/', which names a directory; remove the trailing '/' for a file"
-)
-MSG_NOT_FOUND = "path {path!r} does not exist{detail}; list the directory to see what is there"
-MSG_HARDLINK = (
-    "path {path!r} has several hard links; overwriting it could change a file elsewhere, so it "
-    "is refused"
-)
-MSG_OS_REFUSED = "path {path!r} cannot be opened: {reason}"
-MSG_TOO_LARGE = "content is {size} bytes; the limit is {limit} bytes; write less"
 
 _WALK_RULES = {
     "traversal": (RULE_TRAVERSAL, MSG_TRAVERSAL),
@@ -403,7 +385,7 @@ class PathPolicy:
                     MSG_TOO_LARGE.format(size=old_size + len(data), limit=max_bytes),
                     limit="max_file_size_bytes",
                 )
-            self._replace(pfd, name, data, st, append, max_bytes, path)
+            replace_atomically(self, pfd, name, data, st, append, max_bytes, path)
         finally:
             os.close(pfd)
         return ResolvedPath(root.path, PurePosixPath(*parent, name), "file")
@@ -604,74 +586,6 @@ class PathPolicy:
             os.close(fd)
             raise
         return fd, resolved
-
-    def _replace(
-        self,
-        pfd: int,
-        name: str,
-        data: bytes,
-        st: os.stat_result | None,
-        append: bool,
-        max_bytes: int,
-        path: str,
-    ) -> None:
-        tmp = f".tamma-{secrets.token_hex(8)}.tmp"
-        mode = stat_mod.S_IMODE(st.st_mode) if st is not None else 0o644
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            out = os.open(tmp, flags, mode, dir_fd=pfd)
-        except OSError as exc:
-            raise self._os_denial(exc, path) from None
-        try:
-            try:
-                if st is not None:
-                    os.fchmod(out, mode)
-                if append and st is not None:
-                    self._copy_existing(pfd, name, st, out, max_bytes - len(data), path)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(out, view) :]
-                os.fsync(out)
-            finally:
-                os.close(out)
-            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=pfd)
-            if isinstance(exc, OSError):
-                raise ExecutionError(
-                    f"writing {path!r} failed: {exc.strerror}; the file is unchanged",
-                    code="io_error",
-                ) from exc
-            raise
-        try:
-            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-    def _copy_existing(
-        self, pfd: int, name: str, st: os.stat_result, out: int, budget: int, path: str
-    ) -> None:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        src = os.open(name, flags, dir_fd=pfd)
-        try:
-            now = os.fstat(src)
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                raise self._deny(RULE_SYMLINK_ESCAPE, MSG_SYMLINK_ESCAPE, path)
-            copied = 0
-            while chunk := os.read(src, 1 << 20):
-                copied += len(chunk)
-                if copied > budget:
-                    raise ResourceLimitExceeded(
-                        MSG_TOO_LARGE.format(size=copied, limit=budget), limit="max_file_size_bytes"
-                    )
-                os.write(out, chunk)
-        finally:
-            os.close(src)
 
     # --- denials --------------------------------------------------------------------------
 
