@@ -337,7 +337,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=1000, help="calls per minute, all processes")
     parser.add_argument("--no-kill", action="store_true", help="let every worker finish")
     parser.add_argument(
-        "--max-pending", type=int, default=0,
+        "--max-pending",
+        type=int,
+        default=0,
         help="audit back-pressure per worker (0: off); bounds what the SIGKILL can lose",
     )
     parser.add_argument(

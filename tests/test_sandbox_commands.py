@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tamma_tools.builtin.commands import RUN_COMMAND_DEFINITION, run_command_tool
-from tamma_tools.errors import CommandDenied, ToolTimeout
+from tamma_tools.errors import CommandDenied, PathDenied, ToolTimeout
 from tamma_tools.sandbox.commands import COMMANDS_DISABLED_TEXT, resolve_command
 from tamma_tools.sandbox.config import SandboxConfig
 from tamma_tools.sandbox.sandbox import ExecutionSandbox
@@ -27,6 +27,9 @@ ALLOWED = ("echo", "sh", "pwd", "cat", "ls", "/bin/true")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cmdroot")
     (path / "hello.txt").write_text("hi\n")
+    (path / "sub" / "deeper").mkdir(parents=True)
+    (path / "sub" / "inner.txt").write_text("inner\n")
+    (path / "escape").symlink_to("/etc")
     return path
 
 
@@ -94,6 +97,55 @@ async def test_runs_inside_the_root(sandbox: ExecutionSandbox, root: Path) -> No
     assert refused["exit_code"] != 0 and not (root / "new.txt").exists()
 
 
+async def test_cwd_is_a_directory_the_path_policy_accepts(
+    sandbox: ExecutionSandbox, root: Path
+) -> None:
+    out = await sandbox.run_command(["pwd"], cwd="sub/deeper")
+    assert out["stdout"].strip() == str(root / "sub" / "deeper")
+    assert (await sandbox.run_command(["cat", "inner.txt"], cwd="sub"))["stdout"] == "inner\n"
+    assert (await sandbox.run_command(["pwd"], cwd=str(root / "sub")))["stdout"].strip() == str(
+        root / "sub"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cwd", "rule"),
+    [
+        ("..", "path.traversal"),
+        ("/etc", "path.outside_roots"),
+        ("escape", "path.symlink_escape"),
+        ("hello.txt", "path.not_directory"),
+        ("missing", "path.not_found"),
+    ],
+)
+async def test_cwd_outside_the_roots_is_refused_before_anything_runs(
+    sandbox: ExecutionSandbox, cwd: str, rule: str
+) -> None:
+    with pytest.raises(PathDenied) as info:
+        await sandbox.run_command(["pwd"], cwd=cwd)
+    assert info.value.rule == rule
+
+
+async def test_timeout_argument_shortens_the_deadline_but_never_extends_it(
+    sandbox: ExecutionSandbox,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ToolTimeout):
+        await sandbox.run_command(["sh", "-c", "sleep 30"], timeout_s=0.5)
+    assert time.monotonic() - started < 1.5
+    # A longer timeout than the operator's 5 s is cut to 5 s.
+    ctx = CallerContext(resource_limits=ResourceLimits(timeout_s=0.5))
+    started = time.monotonic()
+    with pytest.raises(ToolTimeout):
+        await sandbox.run_command(["sh", "-c", "sleep 30"], timeout_s=3600, context=ctx)
+    assert time.monotonic() - started < 1.5
+    for bad in (0, -1, float("nan"), float("inf"), "10", True):
+        with pytest.raises(CommandDenied) as info:
+            await sandbox.run_command(["/bin/true"], timeout_s=bad)  # type: ignore[arg-type]
+        assert info.value.rule == "commands.timeout"
+        assert "positive number of seconds" in info.value.message
+
+
 async def test_setsid_grandchild_dies_with_the_command(sandbox: ExecutionSandbox) -> None:
     token = "31.41592"
     out = await sandbox.run_command(["sh", "-c", f"setsid sleep {token} & echo started"])
@@ -128,9 +180,15 @@ async def test_builtin_tool_definition_and_executor(sandbox: ExecutionSandbox) -
     definition, executor = run_command_tool(sandbox)
     assert definition is RUN_COMMAND_DEFINITION and definition.name == "run_command"
     assert definition.metadata.permissions == ["system:exec", "file:read"]
-    assert definition.to_openai()["function"]["parameters"]["required"] == ["argv"]
+    assert definition.to_openai()["function"]["parameters"]["required"] == [
+        "argv",
+        "cwd",
+        "timeout",
+    ]
     out = await executor(argv=["echo", "ok"], context=CallerContext())
     assert out == {"exit_code": 0, "stdout": "ok\n", "stderr": "", "truncated": False}
+    out = await executor(argv=["pwd"], cwd="sub", timeout=2.5, context=CallerContext())
+    assert out["exit_code"] == 0 and out["stdout"].endswith("/sub\n")
 
 
 async def test_fork_bomb_in_a_command_is_capped_by_a_pids_cgroup(root: Path) -> None:

@@ -25,8 +25,8 @@ RUN_COMMAND_DEFINITION = ToolDefinition.model_validate(
             "name": "run_command",
             "description": (
                 "Run one allowed program with arguments (no shell: pipes, redirects and globs "
-                "are not interpreted) in the workspace directory. Returns exit_code, stdout, "
-                "stderr and whether the output was truncated."
+                "are not interpreted) in the workspace directory or a directory inside it. "
+                "Returns exit_code, stdout, stderr and whether the output was truncated."
             ),
             "parameters": {
                 "type": "object",
@@ -38,9 +38,19 @@ RUN_COMMAND_DEFINITION = ToolDefinition.model_validate(
                         "maxItems": 256,
                         "description": "Program name followed by its arguments, e.g. "
                         '["ls", "-la"].',
-                    }
+                    },
+                    "cwd": {
+                        "type": ["string", "null"],
+                        "description": "Directory to run in, relative to the workspace root "
+                        "(null: the workspace root).",
+                    },
+                    "timeout": {
+                        "type": ["number", "null"],
+                        "description": "Stop the command after this many seconds (null: the "
+                        "operator's limit; a longer value is cut to that limit).",
+                    },
                 },
-                "required": ["argv"],
+                "required": ["argv", "cwd", "timeout"],
                 "additionalProperties": False,
             },
             "strict": True,
@@ -61,7 +71,11 @@ def run_command_tool(
 ) -> tuple[ToolDefinition, Callable[..., Awaitable[dict[str, Any]]]]:
     """The definition and an executor bound to ``sandbox`` (register both with the manager)."""
 
-    async def run_command(argv: list[str], context: CallerContext) -> dict[str, Any]:
-        return await sandbox.run_command(argv, context=context, tool=RUN_COMMAND_DEFINITION)
+    async def run_command(
+        argv: list[str], context: CallerContext, cwd: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the model-facing argument name
+    ) -> dict[str, Any]:  # fmt: skip
+        return await sandbox.run_command(argv, context=context, tool=RUN_COMMAND_DEFINITION,
+                                         cwd=cwd, timeout_s=timeout)  # fmt: skip
 
     return RUN_COMMAND_DEFINITION, run_command

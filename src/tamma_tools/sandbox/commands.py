@@ -6,18 +6,22 @@ Off by default (``SandboxConfig.enable_system_commands``). When on:
   ``;``, ``$(...)`` and globs in an argument are just bytes handed to the binary.
 * ``argv[0]`` must be on ``SandboxConfig.allowed_commands``, by bare name (resolved on a fixed
   ``PATH``, never the application's) or by exact absolute path. Relative paths are refused.
-* The command runs in the ``process`` sandbox with exec allowed, in the first allowed root
-  (read-only unless the tool passed in declares ``file:write``; the default tool declares
-  ``file:read``), as PID 1 of a fresh PID namespace: killing the call kills every process it
-  started, ``setsid`` daemons included (research/sandbox.md §2.2: ``killpg`` misses them).
+* The command runs in the ``process`` sandbox with exec allowed, in the first allowed root or in
+  ``cwd`` (a directory the path policy accepts; Landlock keeps the process inside the roots even
+  if the directory is swapped after the check). The roots are read-only unless the tool passed
+  in declares ``file:write`` (the default tool declares ``file:read``). It runs as PID 1 of a
+  fresh PID namespace: killing the call kills every process it started, ``setsid`` daemons
+  included (research/sandbox.md §2.2: ``killpg`` misses them).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tamma_tools.errors import CommandDenied
@@ -25,6 +29,7 @@ from tamma_tools.sandbox.config import EffectiveLimits, effective_limits
 from tamma_tools.types import CallerContext, ToolDefinition
 
 if TYPE_CHECKING:
+    from tamma_tools.sandbox.paths import ResolvedPath
     from tamma_tools.sandbox.sandbox import ExecutionSandbox
 
 __all__ = [
@@ -46,6 +51,7 @@ COMMANDS_DISABLED_TEXT = (
 COMMAND_NOT_ALLOWED_TEXT = "command {name!r} is not allowed; allowed commands are: {allowed}"
 BAD_ARGV_TEXT = "argv must be a non-empty list of strings without NUL bytes ({why})"
 RELATIVE_TEXT = "command {name!r} is a relative path; use a bare name or an absolute path"
+BAD_TIMEOUT_TEXT = "timeout must be a positive number of seconds (at most {limit:g}), got {value!r}"
 
 _COMMAND_TOOL = ToolDefinition.model_validate(
     {"type": "function", "function": {"name": "run_command"},
@@ -93,13 +99,13 @@ def resolve_command(argv: Any, *, enabled: bool, allowed: tuple[str, ...]) -> st
 async def run_command(
     sandbox: ExecutionSandbox, argv: list[str], *, context: CallerContext | None = None,
     call_id: str | None = None, limits: EffectiveLimits | None = None,
-    tool: ToolDefinition | None = None,
+    tool: ToolDefinition | None = None, cwd: str | None = None, timeout_s: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run ``argv``; returns ``{"exit_code", "stdout", "stderr", "truncated"}``.
 
     A non-zero exit code is a result, not an error: the model sees it and can react. The deadline,
-    memory and output limits are the sandbox's; stdout+stderr beyond ``max_output_bytes`` are cut
-    (``truncated``) and the command is stopped.
+    memory and output limits are the sandbox's; ``timeout_s`` can only shorten the deadline.
+    stdout+stderr beyond ``max_output_bytes`` are cut (``truncated``) and the command is stopped.
     """
     config = sandbox.config
     binary = resolve_command(argv, enabled=config.enable_system_commands,
@@ -108,13 +114,32 @@ async def run_command(
     tool = tool or _COMMAND_TOOL
     if limits is None:
         limits = effective_limits(config, tool.metadata, ctx)
+    if timeout_s is not None:
+        limits = replace(limits, timeout_s=_checked_timeout(timeout_s, limits.timeout_s))
+    workdir = None if cwd is None else str(_checked_cwd(sandbox, cwd))
     # The command's own output is capped inside the child; leave room for the JSON around it.
     limits = replace(limits, max_result_bytes=max(limits.max_result_bytes,
                                                   limits.max_output_bytes * 7 + 4096))  # fmt: skip
     target = {"kind": "command", "argv": list(argv), "binary": binary,
-              "max_output_bytes": limits.max_output_bytes}  # fmt: skip
+              "max_output_bytes": limits.max_output_bytes, "cwd": workdir}  # fmt: skip
     value: dict[str, Any] = await sandbox._run_command_child(
         call_id=call_id or f"cmd_{uuid.uuid4().hex[:16]}", tool=tool, target=target, context=ctx,
         limits=limits,
     )  # fmt: skip
     return value
+
+
+def _checked_timeout(value: Any, limit: float) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value <= 0):  # fmt: skip
+        raise CommandDenied(BAD_TIMEOUT_TEXT.format(limit=limit, value=value),
+                            rule="commands.timeout")  # fmt: skip
+    return min(float(value), limit)
+
+
+def _checked_cwd(sandbox: ExecutionSandbox, cwd: Any) -> Path:
+    """The absolute directory ``cwd`` leads to; the path policy raises ``PathDenied`` otherwise."""
+    if not isinstance(cwd, str):
+        raise CommandDenied(f"cwd must be a string, got {cwd!r:.40}", rule="commands.cwd")
+    resolved: ResolvedPath = sandbox.check_path(cwd, "list")
+    return resolved.absolute

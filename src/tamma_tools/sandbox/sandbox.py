@@ -430,13 +430,14 @@ class ExecutionSandbox:
     async def run_command(
         self, argv: list[str], *, context: CallerContext | None = None,
         call_id: str | None = None, limits: EffectiveLimits | None = None,
-        tool: ToolDefinition | None = None,
+        tool: ToolDefinition | None = None, cwd: str | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Run an allowlisted binary; see ``sandbox/commands.py``."""
         from tamma_tools.sandbox.commands import run_command
 
         return await run_command(self, argv, context=context, call_id=call_id, limits=limits,
-                                 tool=tool)  # fmt: skip
+                                 tool=tool, cwd=cwd, timeout_s=timeout_s)  # fmt: skip
 
     async def _run_command_child(
         self, *, call_id: str, tool: ToolDefinition, target: dict[str, Any],

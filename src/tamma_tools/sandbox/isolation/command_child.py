@@ -31,7 +31,7 @@ def make_runner(target: dict[str, Any], spec: dict[str, Any]) -> Callable[[], di
     argv = [str(a) for a in target["argv"]]
     binary = str(target["binary"])
     cap = int(target["max_output_bytes"])
-    cwd = spec.get("cwd") or "/"
+    cwd = target.get("cwd") or spec.get("cwd") or "/"
 
     def run() -> dict[str, Any]:
         proc = subprocess.Popen(
