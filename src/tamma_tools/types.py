@@ -187,6 +187,10 @@ class ResourceLimits:
     max_output_bytes: int | None = None
 
 
+NO_RESOURCE_LIMITS = ResourceLimits()
+"""Shared by every context without limits (frozen), so the manager's check is one identity test."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallerContext:
     """Who is calling. Immutable: nothing a call does can widen its own context.
@@ -198,7 +202,7 @@ class CallerContext:
     session_id: str | None = None
     roles: frozenset[str] = frozenset()
     permissions: frozenset[str] = frozenset()
-    resource_limits: ResourceLimits = field(default_factory=ResourceLimits)
+    resource_limits: ResourceLimits = NO_RESOURCE_LIMITS
 
     def __post_init__(self) -> None:
         # Accept any iterable for convenience but store frozensets so the context stays immutable.

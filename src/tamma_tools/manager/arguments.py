@@ -142,9 +142,15 @@ def parse_arguments(
             )
         if type(value) is dict:
             # Duplicate keys: see _check_duplicates. With one "{" in the text there is no nested
-            # object, so the colon count can be compared with len(value) without a walk.
+            # object, so the colon count can be compared with len(value) without a walk. Nested
+            # compact JSON (what most models send) re-serialises to the same bytes, and equal
+            # bytes prove no key repeated: the text then holds exactly the parsed value's keys.
             colons = raw.count(":")
-            if colons != len(value) and not (objects == 1 and _key_colons(raw) == len(value)):
+            if (
+                colons != len(value)
+                and not (objects == 1 and _key_colons(raw) == len(value))
+                and orjson.dumps(value) != raw.encode()
+            ):
                 _check_duplicates(raw, value, colons)
             return ParsedArguments(value, [])
         return _not_an_object(value, [], has_parameters, max_depth, repair)

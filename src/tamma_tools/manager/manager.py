@@ -56,11 +56,11 @@ from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
 from tamma_tools.manager.recorder import DecisionRecorder
 from tamma_tools.sandbox.config import SandboxConfig, effective_limits
 from tamma_tools.types import (
+    NO_RESOURCE_LIMITS,
     CallerContext,
     FunctionCall,
     FunctionCallFunction,
     FunctionResult,
-    ResourceLimits,
     ToolDefinition,
     ValidationResult,
 )
@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ANONYMOUS = CallerContext()
-_NO_LIMITS = ResourceLimits()
+_NO_LIMITS = NO_RESOURCE_LIMITS
 _EXCEPTION_TEXT_LIMIT = 500
 
 
@@ -402,12 +402,12 @@ class FunctionCallingManager:
             repairs=repairs,
             execution_time_ms=(time.perf_counter() - started) * 1000.0,
         )
-        if recorder.active:
-            recorder.record(
-                call_id, prep.name, raw, ctx, "executed", started,
-                result_size=len(content), isolation=prep.isolation, layers=layers,
-                extra={"result": content},
-            )  # fmt: skip
+        if recorder.active:  # DecisionRecorder.record, inlined: positional, one call less
+            recorder.emit(CallRecord(
+                call_id, prep.name, "executed", ctx, raw, time.time(),
+                (time.perf_counter() - started) * 1000.0, None, None, None, len(content),
+                prep.isolation, layers, (), None, {"result": content},
+            ))  # fmt: skip
         return result
 
     async def _run_in_process(

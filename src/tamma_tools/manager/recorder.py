@@ -29,6 +29,9 @@ class DecisionRecorder:
         """Observers that want ``on_call_started`` (an observer may say ``observes_start =
         False`` to be skipped there: one Python call less per call)."""
         self.listeners: dict[str, list[Callable[[CallRecord], None]]] = {}
+        self.active = self.keep_history
+        """False when nobody would see a record, so none need be built (an attribute, not a
+        property: the call path reads it once per call)."""
         for observer in observers:
             self.add(observer)
 
@@ -36,14 +39,11 @@ class DecisionRecorder:
         self.observers.append(observer)
         if getattr(observer, "observes_start", True):
             self.starters.append(observer)
-
-    @property
-    def active(self) -> bool:
-        """False when nobody would see a record, so none need be built."""
-        return self.keep_history or bool(self.observers) or bool(self.listeners)
+        self.active = True
 
     def on(self, kind: Outcome | str, callback: Callable[[CallRecord], None]) -> Callable[[], None]:
         self.listeners.setdefault(kind, []).append(callback)
+        self.active = True
 
         def unsubscribe() -> None:
             callbacks = self.listeners.get(kind, [])
