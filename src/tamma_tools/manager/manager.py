@@ -36,10 +36,8 @@ from tamma_tools.errors import (
     RateLimited,
     RetryBudgetExhausted,
     TammaToolsError,
-    ToolCrashed,
     ToolDisabled,
     ToolNotFound,
-    ToolTimeout,
 )
 from tamma_tools.events import CallObserver, CallRecord, Outcome
 from tamma_tools.manager.approvals import ApprovalQueue, PendingApproval
@@ -49,9 +47,10 @@ from tamma_tools.manager.calls import ensure_tool_messages, extract_calls, unpac
 from tamma_tools.manager.config import ManagerConfig
 from tamma_tools.manager.conversation import ConversationTracker
 from tamma_tools.manager.deadline import DeadlineWatch, watch_for
+from tamma_tools.manager.failures import crash_error, failure_parts, timeout_error
 from tamma_tools.manager.output import encode_result, truncate_text
 from tamma_tools.manager.policy import Policy
-from tamma_tools.manager.prepared import Prepared, outcome_of
+from tamma_tools.manager.prepared import Prepared
 from tamma_tools.manager.ratelimit import InMemoryRateLimiter, RateLimiter
 from tamma_tools.manager.recorder import DecisionRecorder
 from tamma_tools.sandbox.config import SandboxConfig, effective_limits
@@ -76,7 +75,6 @@ T = TypeVar("T")
 
 ANONYMOUS = CallerContext()
 _NO_LIMITS = NO_RESOURCE_LIMITS
-_EXCEPTION_TEXT_LIMIT = 500
 
 
 class FunctionCallingManager:
@@ -194,7 +192,7 @@ class FunctionCallingManager:
             return self._failure(call_id, name, raw, ctx, exc, started)
         except Exception as exc:  # a bug in a tool or an observer must not take the caller down
             log.exception("unexpected error in tool call %s (%s)", call_id, name)
-            crash = ToolCrashed(f"{type(exc).__name__}: {str(exc)[:_EXCEPTION_TEXT_LIMIT]}")
+            crash = crash_error(None, exc)
             return self._failure(call_id, name, raw, ctx, crash, started)
 
     def _authorize(
@@ -375,11 +373,11 @@ class FunctionCallingManager:
                 except asyncio.CancelledError:
                     if not watch.disarm(deadline):
                         raise  # someone else cancelled us: propagate
-                    raise self._timeout_error(prep, timeout_s) from None
+                    raise timeout_error(prep.name, timeout_s) from None
                 except TammaToolsError:
                     raise
                 except Exception as exc:
-                    raise self._crash_error(prep, exc) from exc
+                    raise crash_error(prep.name, exc) from exc
                 finally:
                     watch.disarm(deadline)
             elif prep.isolation == "in_process":
@@ -424,25 +422,11 @@ class FunctionCallingManager:
                     self._thread_pool(), functools.partial(executor, **kwargs)
                 )
         except TimeoutError:
-            raise self._timeout_error(prep, timeout_s) from None
+            raise timeout_error(prep.name, timeout_s) from None
         except TammaToolsError:
             raise
         except Exception as exc:
-            raise self._crash_error(prep, exc) from exc
-
-    @staticmethod
-    def _timeout_error(prep: Prepared, timeout_s: float) -> ToolTimeout:
-        return ToolTimeout(
-            f"tool {prep.name!r} did not finish within {timeout_s:g} s and was stopped; "
-            "try a smaller request",
-            timeout_s=timeout_s,
-        )
-
-    @staticmethod
-    def _crash_error(prep: Prepared, exc: Exception) -> ToolCrashed:
-        return ToolCrashed(
-            f"tool {prep.name!r} failed: {type(exc).__name__}: {str(exc)[:_EXCEPTION_TEXT_LIMIT]}"
-        )
+            raise crash_error(prep.name, exc) from exc
 
     async def _run_isolated(
         self, prep: Prepared, call_id: str, arguments: dict[str, Any], ctx: CallerContext,
@@ -490,20 +474,7 @@ class FunctionCallingManager:
         self, call_id: str, name: str, raw: str, ctx: CallerContext, exc: TammaToolsError,
         started: float, approver: str | None = None,
     ) -> FunctionResult:  # fmt: skip
-        outcome = outcome_of(exc)
-        details: dict[str, Any] = dict(exc.details)
-        issues = getattr(exc, "issues", None)
-        if issues:
-            details["issues"] = [
-                {"path": i.path, "message": i.message, "code": i.code} for i in issues
-            ]
-        retry_after = getattr(exc, "retry_after_s", None)
-        if retry_after is not None:
-            details["retry_after_s"] = retry_after
-        rule = getattr(exc, "rule", None) or None
-        if outcome == "denied" and rule is None:
-            rule = exc.code
-        isolation = details.pop("isolation", "in_process")
+        outcome, details, rule, isolation = failure_parts(exc)
         self._record(
             call_id, name, raw, ctx, outcome, started,
             error_code=exc.code, error=exc.message, rule=rule, isolation=isolation,

@@ -1,24 +1,9 @@
-"""What the manager derives once per tool, and how errors map to recorded outcomes."""
+"""What the manager derives once per tool, so the call path does no per-call set-up."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tamma_tools.errors import (
-    ApprovalRequired,
-    ArgumentError,
-    CallRejected,
-    ExecutionCancelled,
-    ExecutorMissing,
-    LoopDetected,
-    PolicyDenied,
-    RateLimited,
-    ResourceLimitExceeded,
-    ToolDisabled,
-    ToolNotFound,
-    ToolTimeout,
-)
-from tamma_tools.events import Outcome
 from tamma_tools.manager.config import ManagerConfig
 from tamma_tools.sandbox.config import SandboxConfig
 from tamma_tools.schema.validator import ArgumentsValidator, compile_validator
@@ -29,30 +14,7 @@ if TYPE_CHECKING:
 
     from tamma_tools.registry import RegisteredTool
 
-__all__ = ["Prepared", "outcome_of"]
-
-# Which outcome each error family records.
-_OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
-    (ToolNotFound, "unknown_tool"),
-    (ToolDisabled, "unknown_tool"),
-    (ExecutorMissing, "unknown_tool"),
-    (LoopDetected, "denied"),
-    (ArgumentError, "invalid_arguments"),
-    (RateLimited, "rate_limited"),
-    (ApprovalRequired, "pending_approval"),
-    (CallRejected, "rejected"),
-    (PolicyDenied, "denied"),
-    (ToolTimeout, "timed_out"),
-    (ResourceLimitExceeded, "resource_limit"),
-    (ExecutionCancelled, "cancelled"),
-)
-
-
-def outcome_of(exc: BaseException) -> Outcome:
-    for cls, outcome in _OUTCOMES:
-        if isinstance(exc, cls):
-            return outcome
-    return "failed"
+__all__ = ["Prepared"]
 
 
 class Prepared:
