@@ -20,7 +20,6 @@ import os
 import re
 import stat as stat_mod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Literal, ParamSpec, TypeVar
@@ -78,6 +77,8 @@ from tamma_tools.sandbox._path_rules import (
     RULE_TOO_LONG,
     RULE_TRAVERSAL,
 )
+from tamma_tools.sandbox._path_types import EntryInfo, PathKind, PathMode, ResolvedPath
+from tamma_tools.sandbox._path_types import kind_of as _kind
 from tamma_tools.sandbox.config import SandboxConfig
 
 __all__ = [
@@ -88,8 +89,6 @@ __all__ = [
     "ResolvedPath",
 ]
 
-PathMode = Literal["read", "write", "list"]
-PathKind = Literal["file", "directory", "symlink", "fifo", "socket", "device", "missing"]
 Resolution = Literal["auto", "openat2", "walk"]
 
 _WALK_RULES = {
@@ -103,47 +102,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _CONTROL = re.compile(r"[\x01-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedPath:
-    """Where a path really leads: its root and the symlink-free path below that root."""
-
-    root: Path
-    relative: PurePosixPath
-    kind: PathKind
-
-    @property
-    def absolute(self) -> Path:
-        return self.root / self.relative
-
-    def __str__(self) -> str:
-        return f"{self.absolute} ({self.kind})"
-
-
-@dataclass(frozen=True, slots=True)
-class EntryInfo:
-    """One directory entry or stat result, as the built-in tools report it."""
-
-    name: str
-    path: PurePosixPath
-    kind: PathKind
-    size: int
-    mtime: float
-
-
-def _kind(mode: int) -> PathKind:
-    if stat_mod.S_ISREG(mode):
-        return "file"
-    if stat_mod.S_ISDIR(mode):
-        return "directory"
-    if stat_mod.S_ISLNK(mode):
-        return "symlink"
-    if stat_mod.S_ISFIFO(mode):
-        return "fifo"
-    if stat_mod.S_ISSOCK(mode):
-        return "socket"
-    return "device"
 
 
 _RACE_RETRIES = 5
