@@ -277,3 +277,116 @@ def test_a_stream_with_only_the_completed_event_still_gives_text_and_calls() -> 
         "tool_calls": [call("c9", "add", {"a": 4, "b": 5})],
     }
     assert acc.finish_reason == "tool_calls" and acc.error is None
+
+
+# --- reasoning models: their reasoning goes back with the calls it led to ------------------------
+
+
+def _openai_pairing_error(body: dict[str, Any]) -> str | None:
+    """OpenAI's rule for reasoning models, as its API enforces it: a reasoning item must be
+    followed by the item it led to (same turn, item id kept), and a function call carrying the
+    item id of a reasoning turn must come with that reasoning. Returns the 400 message."""
+    items = body["input"]
+    for i, item in enumerate(items):
+        following = items[i + 1] if i + 1 < len(items) else {}
+        if item.get("type") == "reasoning" and not str(following.get("id", "")).startswith(
+            ("fc_", "msg_", "rs_")
+        ):
+            return (
+                f"Item {item['id']!r} of type 'reasoning' was provided without its required "
+                "following item."
+            )
+        if (
+            item.get("type") == "function_call"
+            and item.get("id")
+            and not any(x.get("type") == "reasoning" for x in items[:i])
+        ):
+            return (
+                f"Item {item['id']!r} of type 'function_call' was provided without its required "
+                "'reasoning' item."
+            )
+    return None
+
+
+def reasoning_then_answer(body: dict[str, Any]) -> Any:
+    from tests.support.openai_server import Reply
+
+    problem = _openai_pairing_error(body)
+    if problem is not None:
+        return Reply.json({"error": {"message": problem, "type": "invalid_request_error"}}, 400)
+    results = tool_messages(body)
+    if not results:
+        return {
+            "reasoning": ["The user wants a sum; use the add tool."],
+            "encrypted_reasoning": body.get("store") is False,
+            "tool_calls": [call("call_add", "add", {"a": 2, "b": 3})],
+        }
+    return {"content": f"It is {results[0]['content']}."}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_items_are_sent_back_with_their_calls(
+    server: OpenAIServer, stream: bool
+) -> None:
+    server.script = reasoning_then_answer
+    provider = provider_for(server)
+    if stream:
+        async with provider.send_message(MessageRequest(messages=USER)) as run:
+            _ = [e async for e in run]
+        result = run.result()
+    else:
+        result = await provider.complete(MessageRequest(messages=USER))
+    assert result.content == "It is 5." and result.error is None
+    second = server.bodies[1]["input"]
+    kinds = [item.get("type") or item.get("role") for item in second]
+    assert kinds == ["system", "user", "reasoning", "function_call", "function_call_output"]
+    assert second[2]["id"] == "rs_scripted_0"
+    assert second[3]["id"] == "fc_call_add" and second[3]["call_id"] == "call_add"
+    # The history keeps the verbatim items right before the assistant message they belong to.
+    roles = [m.get("role") or m.get("type") for m in result.messages]
+    assert roles == ["system", "user", "reasoning", "function_call", "assistant", "tool",
+                     "assistant"]  # fmt: skip
+
+
+async def test_without_store_only_encrypted_reasoning_is_replayed(server: OpenAIServer) -> None:
+    server.script = reasoning_then_answer
+    request = MessageRequest(messages=USER, extra={"store": False})
+    result = await provider_for(server).complete(request)
+    assert result.content == "It is 5."
+    assert server.bodies[1]["input"][2]["encrypted_content"] == "gAAA-opaque-0"
+
+    # Reasoning without its encrypted state cannot be looked up when nothing is stored: the
+    # turn goes back without reasoning and without item ids, which the API accepts.
+    def unencrypted(body: dict[str, Any]) -> Any:
+        answer = reasoning_then_answer(body)
+        if isinstance(answer, dict):
+            answer.pop("encrypted_reasoning", None)
+        return answer
+
+    server.script = unencrypted
+    before = len(server.bodies)
+    result = await provider_for(server).complete(request)
+    assert result.content == "It is 5."
+    second = server.bodies[before + 1]["input"]
+    assert [i.get("type") for i in second[2:]] == ["function_call", "function_call_output"]
+    assert "id" not in second[2]
+
+
+async def test_a_responses_history_with_reasoning_can_be_sent_to_chat(
+    server: OpenAIServer,
+) -> None:
+    server.script = reasoning_then_answer
+    result = await provider_for(server).complete(MessageRequest(messages=USER))
+    server.script = lambda body: {"content": "Still 5."}
+    chat = OpenAIProvider(
+        ProviderConfig(api_key="sk-test", base_url=server.base_url, model="test-model",
+                       max_retries=0),
+        manager=FunctionCallingManager(),
+    )  # fmt: skip
+    follow_up = [*result.messages, {"role": "user", "content": "Sure?"}]
+    again = await chat.complete(MessageRequest(messages=follow_up))
+    assert again.content == "Still 5."
+    sent = server.bodies[-1]["messages"]
+    assert all("type" not in m for m in sent)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "assistant",
+                                         "user"]  # fmt: skip

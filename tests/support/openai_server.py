@@ -188,6 +188,17 @@ def chat_chunks(
 
 def _response_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
+    # ``reasoning``: summary texts of a reasoning model's items, which come first in its output;
+    # ``encrypted_reasoning`` adds the opaque state a ``store: false`` client must send back.
+    for n, summary in enumerate(message.get("reasoning") or []):
+        reasoning: dict[str, Any] = {
+            "type": "reasoning",
+            "id": f"rs_scripted_{n}",
+            "summary": [{"type": "summary_text", "text": summary}],
+        }
+        if message.get("encrypted_reasoning"):
+            reasoning["encrypted_content"] = f"gAAA-opaque-{n}"
+        items.append(reasoning)
     if message.get("content"):
         items.append(
             {
@@ -232,7 +243,24 @@ def responses_events(message: dict[str, Any], *, fragment: int = 8) -> list[dict
         {"type": "response.created", "response": {**final, "status": "in_progress", "output": []}}
     ]
     for index, item in enumerate(final["output"]):
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            events.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "summary": []},
+                }
+            )
+            events.append(
+                {
+                    "type": "response.reasoning_summary_text.delta",
+                    "item_id": item["id"],
+                    "output_index": index,
+                    "summary_index": 0,
+                    "delta": item["summary"][0]["text"],
+                }
+            )
+        elif item["type"] == "message":
             text = item["content"][0]["text"]
             events.append(
                 {

@@ -220,7 +220,7 @@ class _Run:
             yield TurnFinished(outcome.finish_reason, outcome.usage, self.turns)
             calls = outcome.calls
             if not calls or not self.fc.auto_execute or self.manager is None:
-                self.messages.append(outcome.message)
+                self._append_turn(outcome)
                 self.stop_reason = "tool_calls" if calls else "final"
                 yield FinalMessage(outcome.message, outcome.finish_reason)
                 return
@@ -233,12 +233,12 @@ class _Run:
                 return
             if outcome.finish_reason in ("length", "content_filter"):
                 # Arguments cut off mid-way never run; the model is told and may retry.
-                self.messages.append(outcome.message)
+                self._append_turn(outcome)
                 text = TRUNCATED_STUB.format(reason=outcome.finish_reason)
                 self.messages.extend(_stub(call, text) for call in calls)
                 continue
             # aclosing: closing the run must reach the tool calls still running.
-            async with contextlib.aclosing(self._execute(outcome.message, calls)) as results:
+            async with contextlib.aclosing(self._execute(outcome, calls)) as results:
                 async for event in results:
                     yield event
 
@@ -263,12 +263,18 @@ class _Run:
             stub = MAX_TURNS_STUB.format(max_turns=self.fc.max_turns)
         else:
             return None
-        self.messages.append(outcome.message)
+        self._append_turn(outcome)
         self.messages.extend(_stub(call, stub) for call in calls)
         return StreamError(self.error.code, self.error.message, {"turn": self.turns})
 
+    def _append_turn(self, outcome: TurnOutcome) -> None:
+        """The assistant message, with the provider items that must precede it."""
+        if outcome.preamble:
+            self.messages.extend(outcome.preamble)
+        self.messages.append(outcome.message)
+
     async def _execute(
-        self, message: dict[str, Any], calls: list[FunctionCall]
+        self, outcome: TurnOutcome, calls: list[FunctionCall]
     ) -> AsyncGenerator[StreamEvent, None]:
         """Run the calls concurrently under the cap; results as they finish, history in call
         order. Closing the run here cancels the calls still running and stubs their ids."""
@@ -280,7 +286,7 @@ class _Run:
             try:
                 result = await manager.execute_function_call(calls[0], context)
             finally:
-                self.messages.append(message)
+                self._append_turn(outcome)
                 if result is None:
                     self.messages.append(_stub(calls[0], CANCELLED_STUB))
                 else:
@@ -306,7 +312,7 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             # The assistant message and its answers enter the history together.
-            self.messages.append(message)
+            self._append_turn(outcome)
             for call, task in zip(calls, tasks, strict=True):
                 if task.cancelled() or task.exception() is not None:
                     self.messages.append(_stub(call, CANCELLED_STUB))

@@ -2,7 +2,9 @@
 
 The history is kept in one shape, Chat Completions messages, whichever API a run uses; the
 Responses API body is converted from it on every turn (``function_call`` and
-``function_call_output`` items), so a run can be resumed on either API.
+``function_call_output`` items), so a run can be resumed on either API. The one exception is a
+Responses turn with reasoning: its output items are kept verbatim right before the assistant
+message, sent instead of it to the Responses API and left out for Chat.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ def chat_body(
 ) -> dict[str, Any]:
     """The ``/chat/completions`` body. ``extra`` goes in first so our fields cannot be shadowed
     by accident, except the sampling fields the caller sets there on purpose."""
+    if any("type" in m for m in messages):
+        # Responses API items (a reasoning turn kept verbatim) have no Chat Completions form;
+        # the assistant message after them says the same in Chat's terms.
+        messages = [m for m in messages if "type" not in m]
     body: dict[str, Any] = {**request.extra, "model": model, "messages": messages}
     if tools:
         body["tools"] = tools
@@ -172,10 +178,22 @@ def _output_text(content: Any) -> str:
 
 def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chat messages to Responses input items: text messages keep their role; an assistant's
-    tool calls become ``function_call`` items and tool messages ``function_call_output``."""
+    tool calls become ``function_call`` items and tool messages ``function_call_output``.
+
+    Responses items in the history (anything with a ``type``) go through unchanged, and an
+    assistant message right after the verbatim items of its own turn is not sent twice."""
     items: list[dict[str, Any]] = []
+    replayed = False  # the items since the last chat message are a replayed turn
     for message in messages:
+        if "type" in message:  # already a Responses item
+            items.append(message)
+            replayed = replayed or message.get("type") == "reasoning"
+            continue
         role = message.get("role")
+        if role == "assistant" and replayed:
+            replayed = False
+            continue
+        replayed = False
         if role == "tool":
             items.append(
                 {
@@ -198,9 +216,6 @@ def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "arguments": fn.get("arguments") or "",
                     }
                 )
-            continue
-        if "type" in message and "role" not in message:  # already a Responses item
-            items.append(message)
             continue
         items.append({"role": role, "content": _text_of(message.get("content"))})
     return items

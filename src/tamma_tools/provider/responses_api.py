@@ -5,6 +5,13 @@ The loop keeps one history in Chat Completions shape, so a turn's output items a
 one assistant message: output text becomes ``content``, each ``function_call`` a tool call whose
 id is the item's ``call_id`` (the id ``function_call_output`` must answer). ``ResponsesAccumulator``
 is pure, like the chat accumulator: it is fed SSE messages and emits the same events.
+
+When a turn has ``reasoning`` items, its output items are kept verbatim
+(``TurnOutcome.preamble``) and sent back as they came: OpenAI pairs a reasoning item with the
+``function_call`` or message item that follows it by item id, and rejects a call whose reasoning
+is missing (and reasoning whose following item is). With ``store: false`` the server cannot look
+items up, so they are replayed only when every reasoning item carries ``encrypted_content``;
+otherwise the turn is sent back rebuilt from the assistant message, without item ids.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ __all__ = [
     "RESPONSE_TRUNCATED",
     "ResponsesAccumulator",
     "ResponsesTurns",
-    "message_from_response",
+    "outcome_from_response",
 ]
 
 PATH = "/responses"
@@ -85,7 +92,11 @@ def _error_text(error: Any) -> str:
 class ResponsesAccumulator:
     """Responses API stream events in, our stream events and one assistant message out."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, store: bool = True) -> None:
+        """``store``: the request's ``store`` flag (False: keep only self-contained reasoning)."""
+        self._store = store
+        self._items: list[dict[str, Any]] = []
+        """Finished output items, in order (``response.output_item.done``)."""
         self._sse = SSEParser()
         self._text: list[str] = []
         self._refusal: list[str] = []
@@ -183,6 +194,8 @@ class ResponsesAccumulator:
 
     def _item_done(self, item: Any) -> None:
         # The finished item is authoritative: its arguments replace the concatenated deltas.
+        if isinstance(item, dict):
+            self._items.append(item)
         if not isinstance(item, dict) or item.get("type") != "function_call":
             return
         call = self._by_item.get(item.get("id"))
@@ -205,8 +218,11 @@ class ResponsesAccumulator:
                         self._refusal.append(str(part.get("refusal") or ""))
 
     def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
+        output = response.get("output")
         if not (self._calls or self._text or self._refusal):
-            self._read_output(response.get("output"))
+            self._read_output(output)
+        if isinstance(output, list) and output:  # the final items are authoritative
+            self._items = [item for item in output if isinstance(item, dict)]
         self._status = response.get("status")
         details = response.get("incomplete_details")
         if isinstance(details, dict):
@@ -242,6 +258,17 @@ class ResponsesAccumulator:
             return "tool_calls"
         return "stop" if self._status is not None else None
 
+    @property
+    def preamble(self) -> list[dict[str, Any]]:
+        """The turn's output items when they must be replayed as they are (see the module
+        docstring); empty when the assistant message alone says everything."""
+        reasoning = [item for item in self._items if item.get("type") == "reasoning"]
+        if not reasoning:
+            return []
+        if not self._store and not all(item.get("encrypted_content") for item in reasoning):
+            return []
+        return list(self._items)
+
     def message(self) -> dict[str, Any]:
         return _assistant(
             "".join(self._text) or None, "".join(self._refusal) or None, self.tool_calls
@@ -259,19 +286,20 @@ def _assistant(
     return message
 
 
-def message_from_response(
-    body: dict[str, Any],
-) -> tuple[
-    dict[str, Any], list[FunctionCall], str | None, dict[str, Any] | None, StreamError | None
-]:
-    """A non-streamed Responses API body as (message, calls, finish_reason, usage, error)."""
-    acc = ResponsesAccumulator()
+def outcome_from_response(body: dict[str, Any], *, store: bool = True) -> TurnOutcome:
+    """A non-streamed Responses API body as the turn's outcome."""
+    acc = ResponsesAccumulator(store=store)
     if body.get("error") or body.get("status") == "failed":
         acc._read_output(body.get("output"))
         acc._fail(f"the server reported an error: {_error_text(body.get('error'))}", body)
     else:
         acc._completed(body)
-    return acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error
+    return _outcome(acc)
+
+
+def _outcome(acc: ResponsesAccumulator) -> TurnOutcome:
+    return TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error,
+                       acc.preamble)  # fmt: skip
 
 
 class ResponsesTurns:
@@ -285,12 +313,11 @@ class ResponsesTurns:
     async def __call__(
         self, body: dict[str, Any], stream: bool
     ) -> AsyncGenerator[list[StreamEvent] | TurnOutcome, None]:
+        store = body.get("store") is not False
         if not stream:
-            data = await self.transport.post_json(PATH, body)
-            message, calls, finish_reason, usage, error = message_from_response(data)
-            yield TurnOutcome(message, calls, finish_reason, usage, error)
+            yield outcome_from_response(await self.transport.post_json(PATH, body), store=store)
             return
-        acc = ResponsesAccumulator()
+        acc = ResponsesAccumulator(store=store)
         pieces = self.transport.stream_bytes(PATH, body)
         try:
             async for piece in pieces:
@@ -304,4 +331,4 @@ class ResponsesTurns:
         events = acc.finish()
         if events:
             yield events
-        yield TurnOutcome(acc.message(), acc.tool_calls, acc.finish_reason, acc.usage, acc.error)
+        yield _outcome(acc)

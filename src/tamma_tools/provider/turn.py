@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from tamma_tools.provider.events import StreamError, StreamEvent
@@ -25,6 +25,10 @@ class TurnOutcome:
     finish_reason: str | None
     usage: dict[str, Any] | None
     error: StreamError | None = None
+    preamble: list[dict[str, Any]] = field(default_factory=list)
+    """Provider items that go into the history right before ``message`` and only with it: a
+    Responses turn with reasoning, verbatim (``responses_api``). The Responses body sends them
+    instead of ``message``; Chat Completions bodies leave them out."""
 
 
 Turn: TypeAlias = Callable[
