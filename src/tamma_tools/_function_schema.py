@@ -9,11 +9,8 @@ converted here so the schema is exactly what the tests table shows; anything els
 models, dataclasses, ``datetime``, ``UUID``...) is described by pydantic, cleaned of titles and
 with non-recursive ``$ref`` inlined, and converted back from JSON before the function sees it.
 
-Strict mode (OpenAI Structured Outputs, ``shared/conformance/openai-tool-rules.md`` section 2):
-every object closed with ``additionalProperties: false``, every property required, optional
-ones nullable, no ``default``. A top-level parameter with a default becomes required-nullable and
-``null`` means "use the default" (the call plan drops it). A nested optional field that cannot
-hold ``null`` would change meaning under that rewrite, so such a schema is not strict-clean.
+The strict form (``_function_strict.py``) is derived from that schema when it can be without
+changing what the function receives.
 """
 
 from __future__ import annotations
@@ -35,8 +32,15 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from tamma_tools._docstrings import ParsedDocstring
+from tamma_tools._function_strict import (
+    NULL_SCHEMA,
+    NotStrictCompatible,
+    accepts_null,
+    nullable,
+    say_defaults,
+    to_strict,
+)
 from tamma_tools.errors import ToolDefinitionError
-from tamma_tools.schema.strict import check_strict_schema
 from tamma_tools.types import CallerContext
 
 __all__ = [
@@ -47,7 +51,6 @@ __all__ = [
     "to_strict",
 ]
 
-_NULL: dict[str, Any] = {"type": "null"}
 _PRIMITIVES: dict[type, str] = {str: "string", bool: "boolean", int: "integer", float: "number"}
 _SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
@@ -74,10 +77,6 @@ _LENGTH_KEYS = {
 _SUB_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then")
 _SUB_LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUB_MAP = ("properties", "$defs", "definitions", "patternProperties")
-
-
-class NotStrictCompatible(ValueError):
-    """The schema has a part OpenAI strict mode cannot express without changing its meaning."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +164,7 @@ class _Converter:
         if tp is Any or tp is inspect.Parameter.empty or tp is object:
             return {}
         if tp is None or tp is type(None):
-            return dict(_NULL)
+            return dict(NULL_SCHEMA)
         if isinstance(tp, type) and tp in _PRIMITIVES:
             return {"type": _PRIMITIVES[tp]}
         origin = get_origin(tp)
@@ -205,13 +204,13 @@ class _Converter:
 
     def _union(self, args: tuple[Any, ...]) -> dict[str, Any]:
         members = [a for a in args if a is not type(None)]
-        nullable = len(members) < len(args)
+        with_none = len(members) < len(args)
         if len(members) == 1:
             out = self.schema(members[0])
-            return _nullable(out) if nullable else out
+            return nullable(out) if with_none else out
         branches = [self.schema(a) for a in members]
-        if nullable:
-            branches.append(dict(_NULL))
+        if with_none:
+            branches.append(dict(NULL_SCHEMA))
         return {"anyOf": branches}
 
     def _enum_class(self, tp: type[enum.Enum]) -> dict[str, Any]:
@@ -276,32 +275,6 @@ def _enum_schema(values: list[Any]) -> dict[str, Any]:
         if kind not in kinds:
             kinds.append(kind)
     return {"type": kinds[0] if len(kinds) == 1 else kinds, "enum": values}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """Let ``schema`` also accept ``null``, in the plainest form that says so."""
-    if not schema or _accepts_null(schema):
-        return schema
-    kind = schema.get("type")
-    if "enum" not in schema and "$ref" not in schema:
-        if isinstance(kind, str):
-            return {**schema, "type": [kind, "null"]}
-        if isinstance(kind, list):
-            return {**schema, "type": [*kind, "null"]}
-    if "anyOf" in schema and len(schema) == 1:
-        return {"anyOf": [*schema["anyOf"], dict(_NULL)]}
-    return {"anyOf": [schema, dict(_NULL)]}
-
-
-def _accepts_null(schema: Any) -> bool:
-    if not isinstance(schema, dict):
-        return schema is True
-    if not schema:
-        return True
-    kind = schema.get("type")
-    if kind == "null" or (isinstance(kind, list) and "null" in kind):
-        return "enum" not in schema or None in schema["enum"]
-    return any(_accepts_null(b) for b in schema.get("anyOf", ()))
 
 
 def _apply_meta(schema: dict[str, Any], meta: Any) -> None:
@@ -378,92 +351,6 @@ def _inline_refs(schema: Any, defs: Mapping[str, Any]) -> tuple[Any, dict[str, A
         for name in [n for n in keep if n not in done]:
             done[name] = expand(defs[name], frozenset({name}))
     return out, done
-
-
-# --- strict form -----------------------------------------------------------------------------
-
-
-def to_strict(schema: dict[str, Any], *, top_level_optional_ok: bool = False) -> dict[str, Any]:
-    """OpenAI's strict form of ``schema``, or ``NotStrictCompatible`` saying what stands in the way.
-
-    Unlike ``schema.strict.to_strict_schema`` (which documents "null means not given" and leaves
-    the tool to cope), this refuses any rewrite the Python function would see differently: an
-    open map, an untyped value, or a nested optional field that cannot hold null.
-
-    With ``top_level_optional_ok`` the root's optional properties become required-nullable even
-    when they cannot hold null (the call plan turns their null back into the default).
-    """
-
-    def convert(node: Any, path: str, root: bool) -> Any:
-        if node is True or node == {}:
-            raise NotStrictCompatible(f"{path or '<root>'}: accepts any value; give it a type")
-        if not isinstance(node, dict):
-            raise NotStrictCompatible(f"{path or '<root>'}: is not a schema object")
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key == "default":
-                continue  # rejected in strict mode ("'default' is not permitted")
-            if key == "items":
-                out[key] = convert(value, f"{path}.items", False)
-            elif key == "anyOf":
-                out[key] = [convert(v, f"{path}.anyOf[{i}]", False) for i, v in enumerate(value)]
-            elif key == "$defs":
-                out[key] = {k: convert(v, f"$defs.{k}", False) for k, v in value.items()}
-            elif key in ("properties", "additionalProperties", "required"):
-                continue
-            else:
-                out[key] = value
-        kind = node.get("type")
-        is_object = kind == "object" or (isinstance(kind, list) and "object" in kind)
-        if "properties" in node or is_object:
-            extra = node.get("additionalProperties")
-            if extra not in (None, False):
-                raise NotStrictCompatible(f"{path or '<root>'}: has free-form keys (a dict)")
-            props: dict[str, Any] = node.get("properties", {})
-            if not props and not root:
-                raise NotStrictCompatible(f"{path or '<root>'}: is an object with no properties")
-            required = set(node.get("required", ()))
-            new_props: dict[str, Any] = {}
-            for name, sub in props.items():
-                where = f"{path}.properties.{name}" if path else f"properties.{name}"
-                converted = convert(sub, where, False)
-                if name not in required:
-                    if not _accepts_null(sub) and not (root and top_level_optional_ok):
-                        raise NotStrictCompatible(
-                            f"{where}: is optional but cannot be null, so strict mode's "
-                            "required-nullable form would change its meaning"
-                        )
-                    converted = _nullable(converted)
-                new_props[name] = converted
-            out["properties"] = new_props
-            out["required"] = list(new_props)
-            out["additionalProperties"] = False
-        if "$defs" in out:
-            out["$defs"] = out.pop("$defs")  # after the properties, as in the plain schema
-        return out
-
-    out = typing.cast(dict[str, Any], convert(schema, "", True))
-    # Keywords, formats and size limits: the shared strict-subset checker has the last word.
-    report = check_strict_schema(out)
-    if not report.valid:
-        raise NotStrictCompatible(report.summary())
-    return out
-
-
-def _say_defaults(schema: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Strict mode drops ``default``; tell the model in words what sending null gets it."""
-    properties = schema["properties"]
-    for name, value in defaults.items():
-        if value is None:
-            continue
-        prop = properties[name]
-        note = f"null means the default, {orjson.dumps(value).decode()}."
-        text = prop.get("description")
-        properties[name] = {
-            "description": f"{text} ({note})" if text else note[0].upper() + note[1:]
-        }
-        properties[name].update({k: v for k, v in prop.items() if k != "description"})
-    return schema
 
 
 # --- the whole function ----------------------------------------------------------------------
@@ -564,7 +451,7 @@ def build_function_schema(
             if ok:
                 schema["default"] = value
                 json_defaults[param.name] = value
-            if not _accepts_null(schema):
+            if not accepts_null(schema):
                 optional_not_null.append(param.name)
         properties[param.name] = schema
         if not _is_json_native(annotation):
@@ -584,7 +471,7 @@ def build_function_schema(
     strict_error: str | None = None
     if strict is not False:
         try:
-            strict_schema = _say_defaults(
+            strict_schema = say_defaults(
                 to_strict(loose, top_level_optional_ok=True), json_defaults
             )
         except NotStrictCompatible as exc:
