@@ -5,7 +5,7 @@ openai-agents and langchain-core). Candidates are timed in interleaved, shuffled
 table gives medians and each row's median ratio to the floor measured in the same round.
 
 Workload (see the project's performance research): ``get_forecast`` with a 4-property schema
-(string enum, bounded integer, optional string array, nested object), 106-byte arguments.
+(string enum, bounded integer, optional string array, nested object), 92-byte arguments.
 """
 
 from __future__ import annotations
