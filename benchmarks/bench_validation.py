@@ -1,10 +1,11 @@
 """Per-call cost of validating tool arguments: our compiled validator next to ``jsonschema``.
 
-Run: ``python benchmarks/bench_validation.py``. Workload of the project's performance research:
-tool ``get_forecast`` (string enum, integer 1..14, optional string array, nested object with 2
-required strings, ``additionalProperties: false``) and the 92-byte arguments string of ``bench_dispatch.py``. Rounds are
-interleaved (``_timing.measure``); ratios are medians of per-round ratios. Target: our validator
-at least 20x faster than ``jsonschema.Draft202012Validator`` (built once).
+Run: ``python benchmarks/bench_validation.py``. Workload of the project's performance research
+(shared with ``bench_dispatch.py``): tool ``get_forecast`` (string enum, integer 1..14, optional
+string array, nested object with 2 required strings, ``additionalProperties: false``) and a
+92-byte arguments string. Rounds are interleaved (``_timing.measure``); ratios are medians of
+per-round ratios. Target: our validator at least 20x faster than
+``jsonschema.Draft202012Validator`` (built once).
 """
 
 from __future__ import annotations
