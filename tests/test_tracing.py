@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from tamma_tools.events import CallRecord
+from tamma_tools.function_tool import tool
+from tamma_tools.manager import FunctionCallingManager
 from tamma_tools.observability import TracingObserver
 from tamma_tools.types import CallerContext
 
@@ -187,3 +190,62 @@ def test_an_approval_annotates_the_span_of_the_call_it_allowed(
     assert dict(pending.attributes or {})["tamma.outcome"] == "pending_approval"
     assert dict(executed.attributes or {})["tamma.approver"] == "alice@ops"
     assert tracer._approvers == {}
+
+
+def _nesting_manager(provider: TracerProvider) -> FunctionCallingManager:
+    inner = provider.get_tracer("tool-internals")
+
+    @tool(isolation="in_process")
+    async def fetch_async(url: str) -> str:
+        """Stands in for an instrumented HTTP client."""
+        with inner.start_as_current_span("GET async"):
+            return url
+
+    @tool(isolation="in_process")
+    def fetch_sync(url: str) -> str:
+        """The same from a sync tool, which runs on the manager's thread pool."""
+        with inner.start_as_current_span("GET sync"):
+            return url
+
+    manager = FunctionCallingManager(observers=[TracingObserver(tracer_provider=provider)])
+    manager.register_tool(fetch_async)
+    manager.register_tool(fetch_sync)
+    return manager
+
+
+@pytest.mark.parametrize("name", ["fetch_async", "fetch_sync"])
+async def test_what_a_tool_does_nests_under_its_execute_tool_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter, name: str
+) -> None:
+    manager = _nesting_manager(provider)
+    with provider.get_tracer("app").start_as_current_span("invoke_agent") as agent:
+        call = {"id": "call_n", "type": "function",
+                "function": {"name": name, "arguments": '{"url": "https://example.com"}'}}  # fmt: skip
+        result = await manager.execute_function_call(call)
+        assert result.success, result.error
+        # The caller's span is current again once the call is over.
+        assert trace.get_current_span() is agent
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    tool_span, inner = spans[f"execute_tool {name}"], spans[f"GET {name.split('_')[1]}"]
+    assert inner.parent is not None and tool_span.parent is not None
+    assert inner.parent.span_id == tool_span.context.span_id
+    assert tool_span.parent.span_id == agent.get_span_context().span_id
+    manager.close()
+
+
+async def test_sync_tools_see_the_callers_context_variables() -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+    @tool(isolation="in_process")
+    def whoami() -> str:
+        """Reads a context variable the caller set."""
+        return request_id.get()
+
+    manager = FunctionCallingManager()
+    manager.register_tool(whoami)
+    request_id.set("req-42")
+    result = await manager.execute_function_call(
+        {"id": "c", "type": "function", "function": {"name": "whoami", "arguments": "{}"}}
+    )
+    assert result.result == "req-42"
+    manager.close()

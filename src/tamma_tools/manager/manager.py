@@ -13,6 +13,7 @@ computed once (``Prepared``) and reused until the registry entry changes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
 import functools
 import logging
@@ -418,9 +419,10 @@ class FunctionCallingManager:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                return await loop.run_in_executor(
-                    self._thread_pool(), functools.partial(executor, **kwargs)
-                )
+                # In a copy of the caller's context, as asyncio.to_thread does: context
+                # variables (a request id, the current trace span) reach the tool.
+                call = functools.partial(contextvars.copy_context().run, executor, **kwargs)
+                return await loop.run_in_executor(self._thread_pool(), call)
         except TimeoutError:
             raise timeout_error(prep.name, timeout_s) from None
         except TammaToolsError:

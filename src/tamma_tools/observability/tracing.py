@@ -2,8 +2,11 @@
 
 One span ``execute_tool {tool}`` per call (``gen_ai.operation.name=execute_tool``,
 ``gen_ai.tool.name``, ``gen_ai.tool.call.id``, ``gen_ai.tool.type=function``), opened when the
-call starts executing and closed with its outcome; a decision that never reached execution
-(denied, rate limited, invalid arguments, ...) gets a span covering the time the decision took.
+call starts executing and closed with its outcome. While the tool runs the span is the current
+one, so what an in-process tool does (an instrumented HTTP request, a database query) nests
+under it: the manager starts and finishes a call in one task and runs sync tools in a copy of
+its context. A decision that never reached execution (denied, rate limited, invalid arguments,
+...) gets a span covering the time the decision took.
 Arguments (redacted) and results are recorded only when the user opts in: the conventions mark
 ``gen_ai.tool.call.arguments`` / ``gen_ai.tool.call.result`` opt-in because they may hold
 sensitive data.
@@ -19,6 +22,7 @@ import logging
 import time
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
@@ -63,7 +67,8 @@ class TracingObserver:
             tracer_provider.get_tracer(_SCOPE) if tracer_provider is not None else None
         )
         self._next_check = float("-inf") if tracer_provider is None else float("inf")
-        self._open: dict[str, Span] = {}
+        self._open: dict[str, tuple[Span, object]] = {}
+        """Spans of calls running now, with the context token that made each current."""
         self._approvers: dict[str, str] = {}
         """Who approved a call, kept from the ``approved`` decision until its span opens."""
 
@@ -89,20 +94,21 @@ class TracingObserver:
             return
         if len(self._open) >= _MAX_OPEN_SPANS:
             # A call whose end was never reported: close it rather than grow without bound.
-            stale = self._open.pop(next(iter(self._open)))
-            stale.end()
+            stale, _ = self._open.pop(next(iter(self._open)))
+            stale.end()  # its token belongs to a context that never finished: left alone
         attributes = _base_attributes(call_id, tool)
         if self._approvers:
             approver = self._approvers.pop(call_id, None)
             if approver is not None:
                 attributes["tamma.approver"] = approver
-        self._open[call_id] = tracer.start_span(
+        span = tracer.start_span(
             f"execute_tool {tool}", kind=SpanKind.INTERNAL, attributes=attributes
         )
+        self._open[call_id] = (span, otel_context.attach(trace.set_span_in_context(span)))
 
     def on_call_finished(self, record: CallRecord) -> None:
-        span = self._open.pop(record.call_id, None) if self._open else None
-        if span is None:
+        running = self._open.pop(record.call_id, None) if self._open else None
+        if running is None:
             tracer = self._tracer
             if time.monotonic() >= self._next_check:
                 tracer = self._current_tracer()
@@ -124,6 +130,8 @@ class TracingObserver:
             self._finish(span, record)
             span.end(end_time=end_ns)
             return
+        span, token = running
+        otel_context.detach(token)  # type: ignore[arg-type]
         self._finish(span, record)
         span.end()
 
