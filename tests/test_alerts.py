@@ -25,7 +25,7 @@ from tamma_tools.observability import (
     SecurityViolationRule,
     default_rules,
 )
-from tamma_tools.observability.alerts import p95
+from tamma_tools.observability.alerts import AlertRule, p95
 from tamma_tools.types import CallerContext
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -236,3 +236,11 @@ def test_grafana_dashboard_queries_only_exposed_metrics() -> None:
         refs = set(METRIC_REF.findall(expr))
         assert refs and refs <= names, (expr, refs - names)
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_a_custom_rule_must_say_what_breaches() -> None:
+    class Incomplete(AlertRule):
+        name = "incomplete"
+
+    with pytest.raises(TypeError, match="breaches"):
+        Incomplete()  # type: ignore[abstract]

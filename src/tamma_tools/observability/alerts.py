@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -69,7 +70,7 @@ class Alert:
     at: float
 
 
-class AlertRule:
+class AlertRule(ABC):
     """Base of the rules: ``breaches(events, now)`` maps each breaching key to (value, message).
 
     ``events`` are oldest first; a rule only looks at those inside its own window."""
@@ -83,8 +84,9 @@ class AlertRule:
         """How far back this rule needs events."""
         return self.window_s
 
+    @abstractmethod
     def breaches(self, events: Sequence[Event], now: float) -> dict[str, tuple[float, str]]:
-        raise NotImplementedError
+        """Each key (a tool, a kind) over the threshold now, with its value and a message."""
 
 
 def _window(events: Sequence[Event], start: float, end: float) -> Iterable[Event]:
