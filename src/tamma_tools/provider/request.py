@@ -87,6 +87,24 @@ def is_forced(tool_choice: ToolChoice | None) -> bool:
     return tool_choice == "required" or isinstance(tool_choice, dict)
 
 
+def _sampling(
+    body: dict[str, Any], request: MessageRequest, tools: list[dict[str, Any]],
+    tool_choice: Any, fc: FunctionCallingConfig, *, max_tokens_key: str,
+) -> None:  # fmt: skip
+    """The fields both APIs share, already in the API's own shapes; tool fields only with tools
+    (the API refuses a ``tool_choice`` without them)."""
+    if tools:
+        body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if fc.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = fc.parallel_tool_calls
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body[max_tokens_key] = request.max_tokens
+
+
 def chat_body(
     request: MessageRequest,
     *,
@@ -105,16 +123,7 @@ def chat_body(
         # the assistant message after them says the same in Chat's terms.
         messages = [m for m in messages if "type" not in m]
     body: dict[str, Any] = {**request.extra, "model": model, "messages": messages}
-    if tools:
-        body["tools"] = tools
-        if tool_choice is not None:
-            body["tool_choice"] = tool_choice
-        if fc.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = fc.parallel_tool_calls
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
+    _sampling(body, request, tools, tool_choice, fc, max_tokens_key="max_tokens")
     if stream:
         body["stream"] = True
         if stream_usage:
@@ -233,16 +242,9 @@ def responses_body(
 ) -> dict[str, Any]:
     """The ``/responses`` body for the same turn."""
     body: dict[str, Any] = {**request.extra, "model": model, "input": responses_input(messages)}
-    if tools:
-        body["tools"] = [responses_tool(t) for t in tools]
-        if tool_choice is not None:
-            body["tool_choice"] = responses_tool_choice(tool_choice)
-        if fc.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = fc.parallel_tool_calls
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        body["max_output_tokens"] = request.max_tokens
+    tools = [responses_tool(t) for t in tools]
+    choice = responses_tool_choice(tool_choice)
+    _sampling(body, request, tools, choice, fc, max_tokens_key="max_output_tokens")
     if stream:
         body["stream"] = True
     else:

@@ -51,7 +51,10 @@ COMMANDS_DISABLED_TEXT = (
 COMMAND_NOT_ALLOWED_TEXT = "command {name!r} is not allowed; allowed commands are: {allowed}"
 BAD_ARGV_TEXT = "argv must be a non-empty list of strings without NUL bytes ({why})"
 RELATIVE_TEXT = "command {name!r} is a relative path; use a bare name or an absolute path"
-BAD_TIMEOUT_TEXT = "timeout must be a positive number of seconds (at most {limit:g}), got {value!r}"
+BAD_TIMEOUT_TEXT = (
+    "timeout must be a positive number of seconds (longer than {limit:g} is cut to {limit:g}), "
+    "got {value!r}"
+)
 
 _COMMAND_TOOL = ToolDefinition.model_validate(
     {"type": "function", "function": {"name": "run_command"},
